@@ -1,0 +1,158 @@
+"""Reading checkpoints: released RobustSAM, plain SAM, robust-modules-only, with clear errors."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Mapping, Optional
+
+import torch
+
+from .config import MODEL_CONFIGS, get_config
+from .decoder import ROBUST_MODULES
+from .errors import CheckpointError
+from .model import RobustSam
+
+_ROBUST_PREFIXES = tuple(f"mask_decoder.{name}." for name in ROBUST_MODULES)
+_WRAPPER_KEYS = ("model", "state_dict")
+_SHOWN_KEYS = 5
+
+
+class RobustModulesUninitialized(UserWarning):
+    """The weights given cover SAM only: the robust modules keep their fresh initialisation."""
+
+
+def is_robust_key(key: str) -> bool:
+    """True for the keys RobustSAM adds to a SAM checkpoint."""
+    return key.startswith(_ROBUST_PREFIXES)
+
+
+@lru_cache(maxsize=None)
+def expected_shapes(model_type: str) -> dict[str, tuple[int, ...]]:
+    """Every state-dict key of `model_type` with its shape, in checkpoint order (built on the meta device)."""
+    with torch.device("meta"):
+        model = RobustSam(get_config(model_type), model_type)
+    return {key: tuple(value.shape) for key, value in model.state_dict().items()}
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A checkpoint file's tensors by key, unwrapped from {'model': ...} and without a 'module.' prefix."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({first_line})") from None
+    for wrapper in _WRAPPER_KEYS:
+        if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
+            state = state[wrapper]
+            break
+    if not isinstance(state, Mapping) or not state or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise CheckpointError(f"{path}: not a state dict of named tensors")
+    if all(key.startswith("module.") for key in state):
+        state = {key[len("module.") :]: value for key, value in state.items()}
+    return dict(state)
+
+
+def _shape_mismatches(state: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]]) -> list[str]:
+    problems = []
+    for key, value in state.items():
+        if key not in expected:
+            problems.append(f"{key} (not in the model)")
+        elif tuple(value.shape) != expected[key]:
+            problems.append(f"{key} {tuple(value.shape)} != {expected[key]}")
+    return problems
+
+
+def _summarise(problems: list[str]) -> str:
+    shown = "; ".join(problems[:_SHOWN_KEYS])
+    more = f"; and {len(problems) - _SHOWN_KEYS} more" if len(problems) > _SHOWN_KEYS else ""
+    return f"{len(problems)} keys: {shown}{more}"
+
+
+def infer_model_type(state: Mapping[str, torch.Tensor], path: str | os.PathLike) -> str:
+    """The registered model type whose keys and shapes fit every tensor of `state`."""
+    fits = [name for name in MODEL_CONFIGS if not _shape_mismatches(state, expected_shapes(name))]
+    if not fits:
+        raise CheckpointError(f"{path}: fits no known model type ({', '.join(MODEL_CONFIGS)})")
+    return fits[0]
+
+
+def _check_fits(state: Mapping[str, torch.Tensor], model_type: str, path: str | os.PathLike) -> None:
+    problems = _shape_mismatches(state, expected_shapes(model_type))
+    if problems:
+        fits = [name for name in MODEL_CONFIGS if not _shape_mismatches(state, expected_shapes(name))]
+        hint = f" (it is a {fits[0]} checkpoint)" if fits else ""
+        raise CheckpointError(f"{path}: does not fit model type {model_type}{hint}: {_summarise(problems)}")
+
+
+def _missing(present: set[str], wanted: list[str], path: str | os.PathLike, what: str) -> None:
+    absent = [key for key in wanted if key not in present]
+    if absent:
+        raise CheckpointError(f"{path}: lacks {what}: {_summarise(absent)}")
+
+
+@dataclass
+class ResolvedWeights:
+    """What `resolve_weights` found: the model type and the state dict to load (None: fresh weights)."""
+
+    model_type: str
+    state_dict: Optional[dict[str, torch.Tensor]]
+    has_robust: bool
+
+
+def resolve_weights(
+    checkpoint: Optional[str | os.PathLike],
+    sam_checkpoint: Optional[str | os.PathLike] = None,
+    model_type: Optional[str] = None,
+) -> ResolvedWeights:
+    """Reads and checks the given checkpoints and merges them into one state dict for `model_type`."""
+    states = [(path, read_state_dict(path)) for path in (sam_checkpoint, checkpoint) if path is not None]
+    if model_type is None:
+        if not states:
+            raise CheckpointError("no checkpoint given: pass a model type or a checkpoint")
+        model_type = infer_model_type(states[-1][1], states[-1][0])
+    get_config(model_type)
+    for path, state in states:
+        _check_fits(state, model_type, path)
+    if not states:
+        return ResolvedWeights(model_type, None, has_robust=False)
+
+    keys = list(expected_shapes(model_type))
+    sam_keys = [key for key in keys if not is_robust_key(key)]
+    robust_keys = [key for key in keys if is_robust_key(key)]
+    merged: dict[str, torch.Tensor] = {}
+    if sam_checkpoint is not None:
+        sam_state = states[0][1]
+        _missing(set(sam_state), sam_keys, sam_checkpoint, "SAM weights")
+        merged.update((key, sam_state[key]) for key in sam_keys)
+    if checkpoint is not None:
+        state = states[-1][1]
+        present = set(state)
+        only_robust = present <= set(robust_keys)
+        if only_robust and sam_checkpoint is None:
+            raise CheckpointError(
+                f"{checkpoint}: holds the robust modules only; give the SAM checkpoint too (sam_checkpoint / --sam-checkpoint)"
+            )
+        if not only_robust:
+            _missing(present, sam_keys, checkpoint, "SAM weights")
+        if present & set(robust_keys):
+            _missing(present, robust_keys, checkpoint, "robust-module weights")
+        merged.update(state)
+    has_robust = all(key in merged for key in robust_keys)
+    if not has_robust:
+        source = checkpoint if checkpoint is not None else sam_checkpoint
+        warnings.warn(
+            f"{source}: a SAM checkpoint without RobustSAM modules; the robust modules start untrained",
+            RobustModulesUninitialized,
+            stacklevel=3,
+        )
+    return ResolvedWeights(model_type, merged, has_robust)

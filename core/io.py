@@ -1,0 +1,76 @@
+"""Image reading and atomic file writing shared by every command."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import imageio.v3 as iio
+import numpy as np
+
+from .errors import InputError
+
+
+def to_rgb8(image: np.ndarray) -> np.ndarray:
+    """Converts gray, gray+alpha, RGB, RGBA of any integer or float depth to (H, W, 3) uint8.
+
+    16-bit images are scaled by 255/65535, floats are taken as [0, 1], alpha is dropped.
+    """
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[2] not in (1, 2, 3, 4):
+        raise ValueError(f"unsupported image shape {image.shape}")
+    image = image[..., :3] if image.shape[2] >= 3 else image[..., :1]
+    if image.dtype == np.uint8:
+        pass
+    elif image.dtype == np.uint16:
+        image = np.round(image.astype(np.float32) * (255.0 / 65535.0)).astype(np.uint8)
+    elif np.issubdtype(image.dtype, np.floating):
+        image = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+    elif image.dtype == np.bool_:
+        image = image.astype(np.uint8) * 255
+    else:
+        info = np.iinfo(image.dtype)
+        image = np.round(np.clip(image, 0, info.max).astype(np.float64) * (255.0 / info.max)).astype(np.uint8)
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    return np.ascontiguousarray(image)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Reads an image file as (H, W, 3) uint8 RGB; raises InputError naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such image file")
+    try:
+        return to_rgb8(np.asarray(iio.imread(path, index=0)))
+    except Exception as error:  # imageio raises many types for corrupt files
+        raise InputError(f"{path}: not a readable image ({type(error).__name__}: {error})".splitlines()[0]) from None
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yields a temporary path beside `path`; renames it to `path` only if the block succeeds.
+
+    The temporary name keeps the suffix so writers that pick a format from it work.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Writes an image atomically; the format follows the extension of `path`."""
+    with atomic_path(path) as tmp:
+        iio.imwrite(tmp, image, extension=Path(path).suffix)

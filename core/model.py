@@ -1,0 +1,95 @@
+"""RobustSAM: SAM's frozen encoders and decoder plus the robust modules, built from `segment_anything`."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import torch
+from segment_anything.modeling import ImageEncoderViT, PromptEncoder, Sam, TwoWayTransformer
+from torch import nn
+
+from .config import ModelConfig
+from .decoder import RobustMaskDecoder
+
+PIXEL_MEAN = (123.675, 116.28, 103.53)
+PIXEL_STD = (58.395, 57.12, 57.375)
+
+
+class RobustSam(Sam):
+    """`segment_anything.Sam` whose decoder is a RobustMaskDecoder and whose encoder also
+    returns the early feature (the output of the first global-attention block)."""
+
+    mask_decoder: RobustMaskDecoder
+
+    def __init__(self, config: ModelConfig, model_type: str = "custom") -> None:
+        size = config.image_size
+        dim = config.prompt_embed_dim
+        super().__init__(
+            image_encoder=ImageEncoderViT(
+                depth=config.encoder_depth,
+                embed_dim=config.encoder_embed_dim,
+                img_size=size,
+                mlp_ratio=4,
+                norm_layer=partial(nn.LayerNorm, eps=1e-6),
+                num_heads=config.encoder_num_heads,
+                patch_size=config.patch_size,
+                qkv_bias=True,
+                use_rel_pos=True,
+                global_attn_indexes=config.encoder_global_attn_indexes,
+                window_size=config.window_size,
+                out_chans=dim,
+            ),
+            prompt_encoder=PromptEncoder(
+                embed_dim=dim,
+                image_embedding_size=(config.embedding_size, config.embedding_size),
+                input_image_size=(size, size),
+                mask_in_chans=config.mask_in_chans,
+            ),
+            mask_decoder=RobustMaskDecoder(
+                transformer_dim=dim,
+                transformer=TwoWayTransformer(
+                    depth=config.transformer_depth,
+                    embedding_dim=dim,
+                    mlp_dim=config.transformer_mlp_dim,
+                    num_heads=config.transformer_num_heads,
+                ),
+                encoder_dim=config.encoder_embed_dim,
+                iou_head_hidden_dim=config.iou_head_hidden_dim,
+            ),
+            pixel_mean=list(PIXEL_MEAN),
+            pixel_std=list(PIXEL_STD),
+        )
+        self.config = config
+        self.model_type = model_type
+
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Preprocessed images (B, 3, S, S) -> embedding (B, D, S/16, S/16), early feature (B, C_vit, S/16, S/16)."""
+        encoder = self.image_encoder
+        x = encoder.patch_embed(images)
+        if encoder.pos_embed is not None:
+            x = x + encoder.pos_embed
+        early = None
+        for index, block in enumerate(encoder.blocks):
+            x = block(x)
+            if index == self.config.early_block:
+                early = x.permute(0, 3, 1, 2)
+        embedding = encoder.neck(x.permute(0, 3, 1, 2))
+        return embedding, early
+
+    def forward(self, batched_input: list[dict[str, Any]], multimask_output: bool, robust: bool = True) -> list[dict[str, torch.Tensor]]:
+        """`Sam.forward`'s contract (a list of image/prompt dicts) on the chosen path."""
+        images = torch.stack([self.preprocess(record["image"]) for record in batched_input])
+        embeddings, early = self.encode(images)
+        outputs = []
+        for record, embedding, early_one in zip(batched_input, embeddings, early):
+            points = (record["point_coords"], record["point_labels"]) if "point_coords" in record else None
+            sparse, dense = self.prompt_encoder(points=points, boxes=record.get("boxes"), masks=record.get("mask_inputs"))
+            feature = self.mask_decoder.image_feature(embedding[None], early_one[None]) if robust else None
+            low_res, iou = self.mask_decoder(
+                embedding[None], self.prompt_encoder.get_dense_pe(), sparse, dense, multimask_output, feature, robust
+            )
+            masks = self.postprocess_masks(low_res, record["image"].shape[-2:], record["original_size"])
+            outputs.append({"masks": masks > self.mask_threshold, "iou_predictions": iou, "low_res_logits": low_res})
+        return outputs
+

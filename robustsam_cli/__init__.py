@@ -1,0 +1,1 @@
+"""The `robustsam` command line: a thin layer over `core`, `priors` and `train`."""

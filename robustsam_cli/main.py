@@ -1,0 +1,38 @@
+"""The `robustsam` command group."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+import click
+
+from core.errors import InputError
+
+
+class BadInput(click.ClickException):
+    """One-line error for bad user input; exit code 2 like click's usage errors."""
+
+    exit_code = 2
+
+
+class RobustSamGroup(click.Group):
+    """Turns `InputError` raised anywhere below a command into a one-line error with exit code 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except InputError as error:
+            raise BadInput(str(error)) from None
+
+
+def _version() -> str:
+    try:
+        return version("robustsam")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@click.group(cls=RobustSamGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(_version(), "--version", prog_name="robustsam")
+def cli() -> None:
+    """RobustSAM: Segment Anything robustly on degraded images."""
