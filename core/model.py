@@ -11,6 +11,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .decoder import RobustMaskDecoder
+from .encoder import encoder_forward
 
 PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
@@ -18,7 +19,13 @@ PIXEL_STD = (58.395, 57.12, 57.375)
 
 class RobustSam(Sam):
     """`segment_anything.Sam` whose decoder is a RobustMaskDecoder and whose encoder also
-    returns the early feature (the output of the first global-attention block)."""
+    returns the early feature (the output of the first global-attention block).
+
+    `exact_encoder` (default False) selects the image encoder's forward: False runs
+    `core.encoder`'s fused-attention forward (same function, relative error ~1e-6, about twice as
+    fast on a CPU); True runs `segment_anything`'s own blocks, so that SAM's path reproduces
+    `segment_anything.SamPredictor` bit for bit.
+    """
 
     mask_decoder: RobustMaskDecoder
 
@@ -62,9 +69,12 @@ class RobustSam(Sam):
         )
         self.config = config
         self.model_type = model_type
+        self.exact_encoder = False
 
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Preprocessed images (B, 3, S, S) -> embedding (B, D, S/16, S/16), early feature (B, C_vit, S/16, S/16)."""
+        if not self.exact_encoder:
+            return encoder_forward(self.image_encoder, images, self.config.early_block)
         encoder = self.image_encoder
         x = encoder.patch_embed(images)
         if encoder.pos_embed is not None:
