@@ -55,7 +55,7 @@ def eval_command(
     Example: robustsam eval --split zeroshot --data robustseg --model robustsam=robustsam_checkpoint_b.pth
     --model sam=sam_vit_b_01ec64.pth
     """
-    console = Console()
+    console = Console(soft_wrap=True)  # long paths in notes stay on one line
     specs = [ModelSpec.parse(text) for text in models]
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names):
@@ -69,9 +69,10 @@ def eval_command(
             datasets.append(dataset)
         else:
             skipped.append({"dataset": dataset.name, "reason": reason})
-            console.print(f"[yellow]{dataset.name}: skipped ({reason})[/yellow]")
     if not datasets:
-        raise InputError(f"{data}: none of the datasets of split {split} was found")
+        raise InputError(f"{data}: none of the datasets of split {split} was found ({', '.join(s['dataset'] for s in skipped)})")
+    for entry in skipped:
+        console.print(f"[yellow]{entry['dataset']}: skipped ({entry['reason']})[/yellow]")
 
     settings = EvalSettings(prompt_type, limit, device, precision, batch_size, fresh)
     total = sum(count_images(d.reader(c), limit) for d in datasets for c in d.conditions()) * len(specs)
