@@ -10,7 +10,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import imageio.v3 as iio
 import numpy as np
@@ -94,7 +94,9 @@ def read_masks(path: str | os.PathLike) -> np.ndarray:
     return read_mask_array(path) if path.suffix.lower() == ".npy" else read_mask_image(path)
 
 
-def _checked_sample(name: str, image: np.ndarray, masks: np.ndarray, mask_path: Path, clear=None) -> Sample:
+def _checked_sample(
+    name: str, image: np.ndarray, masks: np.ndarray, mask_path: Path, clear: Optional[np.ndarray] = None
+) -> Sample:
     if masks.shape[1:] != image.shape[:2]:
         raise InputError(f"{mask_path}: masks are {masks.shape[1]}x{masks.shape[2]}, the image is {image.shape[0]}x{image.shape[1]}")
     return Sample(name=name, image=image, masks=masks, clear=clear)
@@ -282,6 +284,8 @@ class ManifestDataset:
 
 
 
+SampleReader = Union[RobustSegSplit, MaskFolderDataset, CocoInstancesDataset, ManifestDataset]
+
 # The published test splits and, by default, where each dataset lies under the data root.
 SPLITS: dict[str, tuple[str, ...]] = {
     "seen": ("MSRA10K", "LVIS"),
@@ -333,7 +337,7 @@ class DatasetSpec:
             return [CLEAR] * (CLEAR in found) + [c for c in found if c != CLEAR]
         return [CLEAR]
 
-    def reader(self, condition: str):
+    def reader(self, condition: str) -> SampleReader:
         """The sequence of Samples of one condition."""
         if self.format == "robustseg":
             path = self.paths["path"]

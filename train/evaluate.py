@@ -23,7 +23,7 @@ import torch
 
 from core import RobustPredictor, build_robustsam
 from core.checkpoint import RobustModulesUninitialized
-from core.data import CLEAR, DatasetSpec, Sample
+from core.data import CLEAR, DatasetSpec, Sample, SampleReader
 from core.errors import InputError
 from core.metrics import (
     AP_KEYS,
@@ -306,7 +306,7 @@ def evaluate(
     return results
 
 
-def count_images(reader, limit: Optional[int]) -> int:
+def count_images(reader: SampleReader, limit: Optional[int]) -> int:
     """How many images of `reader` a run with `limit` evaluates."""
     return len(reader) if limit is None else min(limit, len(reader))
 
