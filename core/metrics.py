@@ -56,7 +56,7 @@ def _erode_axis(mask: np.ndarray, radius: int, axis: int) -> np.ndarray:
     """Binary erosion by a segment of 2 * radius + 1 pixels along `axis`; outside the image is background."""
     pad = [(0, 0)] * mask.ndim
     pad[axis] = (radius + 1, radius)
-    background = np.cumsum(np.pad(~mask, pad, constant_values=True), axis=axis, dtype=np.int64)
+    background = np.cumsum(np.pad(~mask, pad, constant_values=True), axis=axis, dtype=np.int32)
     size = mask.shape[axis]
     upper = np.take(background, np.arange(2 * radius + 1, 2 * radius + 1 + size), axis=axis)
     lower = np.take(background, np.arange(0, size), axis=axis)
