@@ -190,3 +190,29 @@ def test_split_datasets_defaults_config_and_custom(tmp_path):
     custom = split_datasets("custom", tmp_path / "MSRA10K")
     assert [(d.name, d.format) for d in custom] == [("MSRA10K", "robustseg")]
     assert [d.name for d in split_datasets("zeroshot", tmp_path)] == ["NDD20", "STREETS", "FSS-1000", "COCO"]
+
+
+def test_dataset_spec_formats(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "pngs").mkdir()
+    iio.imwrite(tmp_path / "imgs" / "p.png", _image(0))
+    iio.imwrite(tmp_path / "pngs" / "p.png", np.full((24, 32), 255, np.uint8))
+    np.save(tmp_path / "m.npy", np.ones((24, 32), bool))
+    entries = [{"image": "imgs/p.png", "masks": "m.npy", "condition": "clear"}, {"image": "imgs/p.png", "masks": "m.npy", "condition": "night"}]
+    (tmp_path / "real.json").write_text(json.dumps(entries))
+    config = tmp_path / "locations.json"
+    config.write_text(
+        json.dumps(
+            {
+                "NDD20": {"format": "folder", "images": "imgs", "masks": "pngs"},
+                "STREETS": {"format": "manifest", "path": "real.json"},
+                "FSS-1000": {"format": "coco", "images": "imgs", "annotations": "none.json"},
+                "COCO": {"format": "manifest", "path": "imgs"},  # a folder where a file is expected
+            }
+        )
+    )
+    ndd20, streets, fss, coco = split_datasets("zeroshot", tmp_path, config)
+    assert ndd20.missing() is None and ndd20.conditions() == ["clear"] and ndd20.reader("clear")[0].masks.sum() == 24 * 32
+    assert streets.missing() is None and streets.conditions() == ["clear", "night"]
+    assert len(streets.reader("night")) == 1
+    assert "none.json not found" in fss.missing() and "imgs not found" in coco.missing()
