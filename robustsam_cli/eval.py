@@ -32,7 +32,7 @@ from train.evaluate import EvalSettings, ModelSpec, build_tables, count_images, 
               help="Folder for results.json, results.md, prompts.json, charts and the resume cache.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Prompts decoded at once.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Prompts decoded at once (full-size masks for each).")
 @click.option("--fresh", is_flag=True, help="Ignore cached results and evaluate everything again.")
 def eval_command(
     split: str,

@@ -254,3 +254,34 @@ def test_eval_bad_input(workspace, tmp_path):
         assert result.exit_code == 2, result.output
         assert message in result.output and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_eval_several_datasets_add_an_all_table(workspace, tmp_path):
+    # MSRA10K (clear, dark, noise) and an LVIS with other images and only the dark degradation.
+    source = workspace / "data" / "MSRA10K"
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "MSRA10K").symlink_to(source)
+    for folder in ("clear", "masks", "dark"):
+        (tmp_path / "data" / "lvis" / folder).mkdir(parents=True)
+        for path in (source / folder).glob("im2.*"):
+            (tmp_path / "data" / "lvis" / folder / path.name).write_bytes(path.read_bytes())
+    out = tmp_path / "out"
+    result = _run("--split", "seen", "--data", tmp_path / "data", "--model", f"a={workspace / 'robust_a.pth'}", "--limit", 1, "--out", out)
+    assert result.exit_code == 0, result.output
+    document = json.loads((out / "results.json").read_text())
+    assert [t["dataset"] for t in document["tables"]] == ["MSRA10K", "LVIS", "all"]
+    rows = {name: {r["label"]: r for r in _table(document, name)["rows"]} for name in ("MSRA10K", "LVIS", "all")}
+    merged = rows["all"]
+    assert list(merged) == ["dark", "noise", "Degrade", "Clear", "Average"]
+    # Each condition row is the mean over the datasets that have the condition.
+    assert rows["MSRA10K"]["dark"]["values"] != rows["LVIS"]["dark"]["values"]
+    assert merged["noise"]["values"] == rows["MSRA10K"]["noise"]["values"]
+    for label in ("dark", "Clear"):
+        assert merged[label]["images"] == 2
+        for metric, value in merged[label]["values"]["a"].items():
+            mean = (rows["MSRA10K"][label]["values"]["a"][metric] + rows["LVIS"][label]["values"]["a"][metric]) / 2
+            assert value == pytest.approx(mean)
+    assert merged["Degrade"]["values"]["a"]["iou"] == pytest.approx(
+        (merged["dark"]["values"]["a"]["iou"] + merged["noise"]["values"]["a"]["iou"]) / 2
+    )
+    assert "### all" in (out / "results.md").read_text()

@@ -245,7 +245,7 @@ class EvalSettings:
     limit: Optional[int] = None
     device: str = "auto"
     precision: str = "fp32"
-    batch_size: int = 64
+    batch_size: int = 32
     fresh: bool = False
 
 
