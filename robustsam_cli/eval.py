@@ -7,6 +7,7 @@ from typing import Optional
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from core.data import SPLITS, split_datasets
@@ -52,8 +53,10 @@ def eval_command(
     """Evaluate models on degraded and clear images: IoU, Dice, pixel accuracy, boundary IoU
     (and COCO mask AP with --prompt box), one row per degradation, then Degrade / Clear / Average.
 
-    Example: robustsam eval --split zeroshot --data robustseg --model robustsam=robustsam_checkpoint_b.pth
-    --model sam=sam_vit_b_01ec64.pth
+    \b
+    Example:
+      robustsam eval --split zeroshot --data robustseg \\
+        --model robustsam=robustsam_checkpoint_b.pth --model sam=sam_vit_b_01ec64.pth
     """
     console = Console(soft_wrap=True)  # long paths in notes stay on one line
     specs = [ModelSpec.parse(text) for text in models]
@@ -72,7 +75,7 @@ def eval_command(
     if not datasets:
         raise InputError(f"{data}: none of the datasets of split {split} was found ({', '.join(s['dataset'] for s in skipped)})")
     for entry in skipped:
-        console.print(f"[yellow]{entry['dataset']}: skipped ({entry['reason']})[/yellow]")
+        console.print(f"[yellow]{escape(entry['dataset'])}: skipped ({escape(entry['reason'])})[/yellow]")
 
     settings = EvalSettings(prompt_type, limit, device, precision, batch_size, fresh)
     total = sum(count_images(d.reader(c), limit) for d in datasets for c in d.conditions()) * len(specs)
@@ -86,7 +89,7 @@ def eval_command(
             out / "cache",
             settings,
             on_image=lambda model: progress.update(task, advance=1, description=model),
-            on_note=lambda note: progress.console.print(f"[yellow]{note}[/yellow]"),
+            on_note=lambda note: progress.console.print(f"[yellow]{escape(note)}[/yellow]"),
         )
 
     with_ap = prompt_type == "box"
