@@ -76,10 +76,11 @@ def read_mask_image(path: str | os.PathLike) -> np.ndarray:
         image = np.asarray(iio.imread(path, index=0))
     except Exception as error:  # imageio raises many types for corrupt files
         raise InputError(f"{path}: not a readable mask image ({type(error).__name__}: {error})".splitlines()[0]) from None
-    if image.ndim == 3:
-        image = image[..., :3]
-        # Colour label maps: fold each RGB triple into one integer label.
-        image = image.astype(np.int64)
+    if image.ndim == 3 and image.shape[2] in (1, 2):  # gray, or gray + alpha
+        image = image[..., 0]
+    elif image.ndim == 3 and image.shape[2] in (3, 4):
+        # Colour label maps (alpha dropped): fold each RGB triple into one integer label.
+        image = image[..., :3].astype(np.int64)
         image = (image[..., 0] << 32) | (image[..., 1] << 16) | image[..., 2]
     if image.ndim != 2:
         raise InputError(f"{path}: a mask image must be gray or RGB, got shape {image.shape}")
