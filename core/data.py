@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import redirect_stdout
 from dataclasses import dataclass
+from io import StringIO
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import imageio.v3 as iio
 import numpy as np
+from pycocotools.coco import COCO
 
 from .errors import InputError
 from .io import read_image
@@ -190,11 +193,6 @@ class CocoInstancesDataset:
     """
 
     def __init__(self, image_dir: str | os.PathLike, annotation_json: str | os.PathLike) -> None:
-        from contextlib import redirect_stdout
-        from io import StringIO
-
-        from pycocotools.coco import COCO
-
         self.image_dir = _require_dir(Path(image_dir), "image")
         path = Path(annotation_json)
         if not path.is_file():
