@@ -44,3 +44,7 @@ def cli() -> None:
 from .info import info  # noqa: E402
 
 cli.add_command(info)
+
+from .eval import eval_command  # noqa: E402
+
+cli.add_command(eval_command)
