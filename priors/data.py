@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import imageio.v3 as iio
 import numpy as np
@@ -122,3 +122,24 @@ def prior_files(out_dir: str | os.PathLike, name: str) -> dict[str, Path]:
         "segments": stem.with_name(stem.name + ".segments.npz"),
         "features": stem.with_name(stem.name + ".features.npz"),
     }
+
+
+def collect_images(sources: Sequence[str | os.PathLike], pattern: str = "**/*") -> list[tuple[str, Path]]:
+    """(name, path) of every image named on the command line: files as given (name: the file name),
+    directories searched with `pattern` (name: the path relative to that directory, '/'-separated)."""
+    found: dict[str, Path] = {}
+    for source in map(Path, sources):
+        if source.is_dir():
+            matches = sorted(p for p in source.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not matches:
+                raise InputError(f"{source}: no images matching {pattern!r}")
+            entries = [(p.relative_to(source).as_posix(), p) for p in matches]
+        elif source.is_file():
+            entries = [(source.name, source)]
+        else:
+            raise InputError(f"{source}: no such file or folder")
+        for name, path in entries:
+            if name in found and found[name] != path:
+                raise InputError(f"{path}: same output name {name!r} as {found[name]}; give the images in separate runs")
+            found[name] = path
+    return list(found.items())

@@ -31,11 +31,11 @@ PRIOR_GENERATOR_DEFAULTS: dict[str, Any] = {
 
 @dataclass
 class Prior:
-    """The prior of one image: gray (H, W) uint8, segments (M, H, W) uint8 {0, 1} tiling the image,
-    and, when asked for, the embedding (D, h, w) and early feature (C, h, w) as float32."""
+    """The prior of one image: gray (H, W) uint8, segments (M, H, W) uint8 {0, 1} tiling the image
+    (None: not wanted), and, when asked for, the embedding (D, h, w) and early feature (C, h, w)."""
 
     gray: np.ndarray
-    segments: np.ndarray
+    segments: Optional[np.ndarray]
     embedding: Optional[np.ndarray] = None
     early_feature: Optional[np.ndarray] = None
 
@@ -64,13 +64,13 @@ class PriorGenerator:
         self.generator = RobustAutomaticMaskGenerator(model, robust=robust, precision=precision, **settings)
         self.generator.predictor = _FeatureKeepingPredictor(model, robust=robust, precision=precision)
 
-    def __call__(self, image: np.ndarray, features: bool = False) -> Prior:
-        """(H, W, 3) uint8 RGB -> Prior (features only when `features`)."""
+    def __call__(self, image: np.ndarray, partition: bool = True, features: bool = False) -> Prior:
+        """(H, W, 3) uint8 RGB -> Prior; the partition only when `partition`, features only when `features`."""
         predictor = self.generator.predictor
         predictor.kept = None
         records = self.generator.generate(image)
         gray = gray_coded_map(masks_from_records(records, image.shape[:2]), shape=image.shape[:2])
-        prior = Prior(gray, segment_partition(gray))
+        prior = Prior(gray, segment_partition(gray) if partition else None)
         if features:
             embedding, early = predictor.kept
             prior.embedding = embedding[0].float().cpu().numpy()
@@ -79,12 +79,12 @@ class PriorGenerator:
 
 
 def write_prior(files: dict[str, Path], prior: Prior) -> None:
-    """Writes the prior's files atomically: features first, the gray map last (it marks completion)."""
+    """Writes the prior's files atomically; the gray map last, as it marks the image done."""
     if prior.embedding is not None:
         with atomic_path(files["features"]) as tmp:
             np.savez_compressed(tmp, embedding=prior.embedding, early_feature=prior.early_feature)
-    with atomic_path(files["segments"]) as tmp:
-        values = np.unique(prior.gray)
-        np.savez_compressed(tmp, masks=prior.segments, gray_values=values)
+    if prior.segments is not None:
+        with atomic_path(files["segments"]) as tmp:
+            np.savez_compressed(tmp, masks=prior.segments, gray_values=np.unique(prior.gray))
     with atomic_path(files["gray"]) as tmp:
         iio.imwrite(tmp, prior.gray, extension=".png")

@@ -44,3 +44,7 @@ def cli() -> None:
 from .info import info  # noqa: E402
 
 cli.add_command(info)
+from .prior import prior  # noqa: E402
+cli.add_command(prior)
+from .restore import restore  # noqa: E402
+cli.add_command(restore)
