@@ -7,7 +7,7 @@ they appear when mask dropout treats segments as uncovered.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import torch
@@ -27,17 +27,6 @@ def labels_from_partition(masks: np.ndarray) -> np.ndarray:
     return np.where(masks.any(0), masks.argmax(0), -1).astype(np.int64)
 
 
-def labels_from_gray_map(gray_map: np.ndarray) -> np.ndarray:
-    """(H, W) gray-coded map -> (H, W) int64 labels of its segment partition (ascending gray value)."""
-    _, inverse = np.unique(np.asarray(gray_map), return_inverse=True)
-    return inverse.reshape(np.asarray(gray_map).shape).astype(np.int64)
-
-
-def stack_labels(labels: Sequence[torch.Tensor | np.ndarray]) -> torch.Tensor:
-    """Per-image (H, W) label maps of equal size -> (B, H, W) int64; segment counts may differ."""
-    return torch.stack([torch.as_tensor(np.asarray(label) if not torch.is_tensor(label) else label, dtype=torch.int64) for label in labels])
-
-
 def drop_segments(labels: torch.Tensor, rate: float = 0.5, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Mask dropout: per image, int(rate * M_b) random segments become uncovered (-1).
 
@@ -45,7 +34,7 @@ def drop_segments(labels: torch.Tensor, rate: float = 0.5, generator: Optional[t
     """
     batch = labels.shape[0]
     flat = labels.reshape(batch, -1)
-    counts = flat.max(dim=1).values.clamp(min=-1) + 1  # (B,) segments per image
+    counts = flat.max(dim=1).values + 1  # (B,) segments per image
     slots = int(counts.max().item()) if batch else 0
     if slots == 0:
         return labels.clone()
@@ -68,7 +57,7 @@ def mask_average_pool(features: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     if labels.shape[-2:] != features.shape[-2:]:
         labels = F.interpolate(labels[:, None].float(), size=(height, width), mode="nearest")[:, 0].long()
     labels = labels.to(features.device)
-    slots = int(labels.max().item()) + 2 if labels.numel() else 1  # slot 0: uncovered pixels
+    slots = int(labels.max().item()) + 2  # slot 0 of every image: its uncovered pixels
     index = (labels.reshape(batch, -1) + 1) + torch.arange(batch, device=features.device)[:, None] * slots
     index = index.reshape(-1)
     values = features.permute(0, 2, 3, 1).reshape(-1, channels)
