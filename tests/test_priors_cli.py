@@ -5,13 +5,10 @@ import json
 import imageio.v3 as iio
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
 from core.build import build_robustsam
-from core.checkpoint import expected_shapes
 from core.predictor import RobustPredictor
-from core.synthetic import synthetic_state_dict
 from priors.encoding import gray_coded_map, masks_from_records, segment_partition
 from priors.generate import PriorGenerator
 from robustsam_cli.main import cli
@@ -20,11 +17,9 @@ from robustsam_cli.main import cli
 GENERATOR = ["--points-per-side", "4", "--pred-iou-thresh", "0", "--stability-score-thresh", "0"]
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ckpt") / "micro.pth"
-    torch.save(synthetic_state_dict(expected_shapes("vit_micro")), path)
-    return path
+@pytest.fixture
+def checkpoint(micro_checkpoint):
+    return micro_checkpoint
 
 
 @pytest.fixture

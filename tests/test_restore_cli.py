@@ -5,12 +5,9 @@ import json
 import imageio.v3 as iio
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
-from core.checkpoint import expected_shapes
 from core.errors import InputError
-from core.synthetic import synthetic_state_dict
 from priors.data import find_pairs
 from priors.metrics import psnr, ssim
 from robustsam_cli.main import cli
@@ -102,7 +99,7 @@ def test_restore_errors(tmp_path, sots):
     assert result.exit_code == 2 and "bad.pt: not a readable network file" in result.output
 
 
-def test_deblur_with_priors_computed_on_the_fly_equals_stored(tmp_path):
+def test_deblur_with_priors_computed_on_the_fly_equals_stored(tmp_path, micro_checkpoint):
     rng = np.random.default_rng(1)
     root = tmp_path / "gopro" / "scene"
     for index in range(2):
@@ -110,9 +107,7 @@ def test_deblur_with_priors_computed_on_the_fly_equals_stored(tmp_path):
         sharp[6:18, 4:20] += 150
         _write(root / "sharp" / f"{index:06d}.png", sharp)
         _write(root / "blur" / f"{index:06d}.png", ((sharp.astype(np.uint16) + np.roll(sharp, 2, axis=1)) // 2).astype(np.uint8))
-    checkpoint = tmp_path / "micro.pth"
-    torch.save(synthetic_state_dict(expected_shapes("vit_micro")), checkpoint)
-    segmenter = ["--checkpoint", str(checkpoint), "--points-per-side", "4", "--pred-iou-thresh", "0", "--stability-score-thresh", "0"]
+    segmenter = ["--checkpoint", str(micro_checkpoint), "--points-per-side", "4", "--pred-iou-thresh", "0", "--stability-score-thresh", "0"]
     runner = CliRunner()
     net = tmp_path / "net.pt"
     result = runner.invoke(cli, ["restore", "train", "--task", "deblur", str(tmp_path / "gopro"), "-o", str(net), *TINY_NAFNET, *segmenter])
