@@ -7,6 +7,7 @@ from torch import nn
 from priors.nafnet import MapPriorNAFNet, NAFBlock, NAFNet
 from priors.spt import PriorTunedNetwork
 from priors.unet import PriorUNet
+from tests.priors_support import one_thread  # noqa: F401  (autouse)
 
 
 def _tiny_nafnet(**kwargs):

@@ -11,6 +11,7 @@ from core.errors import InputError
 from priors.data import find_pairs
 from priors.metrics import psnr, ssim
 from robustsam_cli.main import cli
+from tests.priors_support import one_thread  # noqa: F401  (autouse)
 
 TINY_UNET = ["--width", "4", "--levels", "2", "--steps", "6", "--batch-size", "2", "--crop", "16", "--device", "cpu"]
 TINY_NAFNET = ["--width", "4", "--enc-blocks", "1,1", "--dec-blocks", "1,1", "--steps", "6", "--batch-size", "2", "--crop", "16", "--device", "cpu"]
@@ -109,12 +110,12 @@ def test_deblur_with_priors_computed_on_the_fly_equals_stored(tmp_path, micro_ch
         _write(root / "blur" / f"{index:06d}.png", ((sharp.astype(np.uint16) + np.roll(sharp, 2, axis=1)) // 2).astype(np.uint8))
     segmenter = ["--checkpoint", str(micro_checkpoint), "--points-per-side", "4", "--pred-iou-thresh", "0", "--stability-score-thresh", "0"]
     runner = CliRunner()
-    net = tmp_path / "net.pt"
-    result = runner.invoke(cli, ["restore", "train", "--task", "deblur", str(tmp_path / "gopro"), "-o", str(net), *TINY_NAFNET, *segmenter])
-    assert result.exit_code == 0, result.output
     result = runner.invoke(cli, ["prior", "--task", "deblur", str(tmp_path / "gopro"), "--glob", "*/blur/*", "-o", str(tmp_path / "priors"), *segmenter])
     assert result.exit_code == 0, result.output
     assert len(np.unique(iio.imread(tmp_path / "priors" / "scene" / "blur" / "000000.gray.png"))) > 1
+    net = tmp_path / "net.pt"
+    result = runner.invoke(cli, ["restore", "train", "--task", "deblur", str(tmp_path / "gopro"), "-o", str(net), "--priors", str(tmp_path / "priors"), *TINY_NAFNET])
+    assert result.exit_code == 0, result.output
     stored = runner.invoke(cli, ["restore", "eval", str(tmp_path / "gopro"), "--network", str(net), "--priors", str(tmp_path / "priors")])
     computed = runner.invoke(cli, ["restore", "eval", str(tmp_path / "gopro"), "--network", str(net), *segmenter])
     assert stored.exit_code == 0 and computed.exit_code == 0, stored.output + computed.output

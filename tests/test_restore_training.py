@@ -14,6 +14,7 @@ from priors.data import PairedImage
 from priors.encoding import gray_coded_map
 from priors.restorer import Restorer, gray_labels, load_restorer, save_restorer
 from priors.training import PairedCrops, TrainSettings, evaluate_restorer, mean_scores, psnr_loss, train_restorer
+from tests.priors_support import one_thread  # noqa: F401  (autouse)
 
 SIZE = 16
 
@@ -38,15 +39,7 @@ def _pairs(seed: int, count: int, with_prior: bool) -> list[PairedImage]:
     return [PairedImage(str(i), hazy, clean, gray if with_prior else None) for i, (hazy, clean, gray) in enumerate(scenes)]
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny convolutions run faster on one thread, and the machine is shared
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_prior_fed_dehazer_beats_grayscale_channel(one_thread):
+def test_prior_fed_dehazer_beats_grayscale_channel():
     settings = TrainSettings(steps=600, batch_size=16, crop=SIZE, lr=3e-3, seed=0)
     scores = {}
     for use_prior in (True, False):
