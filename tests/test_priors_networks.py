@@ -32,6 +32,10 @@ def test_spec_default_nafnet_layout():
     assert len(net.nafnet.middle) == 1 and [len(d) for d in net.nafnet.decoders] == [1, 1, 1, 1]
     assert net.nafnet.multiple == 16 and net.nafnet.middle[0].conv1.in_channels == 512
     assert [tuple(m.weight.shape) for m in net.prior] == [(2, 3, 3, 3), (2, 2, 1, 1)]
+    # NAFNet-GoPro-width32 has 17.11 M parameters; the prior adds the two convs and 2 intro channels.
+    plain = sum(p.numel() for p in NAFNet().parameters())
+    assert round(plain / 1e6, 2) == 17.11
+    assert sum(p.numel() for p in net.parameters()) - plain == (54 + 2) + (4 + 2) + 2 * 32 * 9
 
 
 def test_nafnet_starts_as_intro_ending_plus_residual():
