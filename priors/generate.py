@@ -60,7 +60,6 @@ class PriorGenerator:
 
     def __init__(self, model: RobustSam, robust: bool = True, precision: str = "fp32", **generator_kwargs: Any) -> None:
         settings = {**PRIOR_GENERATOR_DEFAULTS, **generator_kwargs}
-        self.settings = settings
         self.generator = RobustAutomaticMaskGenerator(model, robust=robust, precision=precision, **settings)
         self.generator.predictor = _FeatureKeepingPredictor(model, robust=robust, precision=precision)
 
