@@ -48,3 +48,7 @@ cli.add_command(info)
 from .eval import eval_command  # noqa: E402
 
 cli.add_command(eval_command)
+from .prior import prior  # noqa: E402
+cli.add_command(prior)
+from .restore import restore  # noqa: E402
+cli.add_command(restore)
