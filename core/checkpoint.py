@@ -156,3 +156,56 @@ def resolve_weights(
             stacklevel=3,
         )
     return ResolvedWeights(model_type, merged, has_robust)
+
+
+@dataclass
+class CheckpointSummary:
+    """What a checkpoint file holds: its model type and parameter counts per module."""
+
+    path: Path
+    model_type: str
+    sam_parameters: int
+    robust_parameters: int
+    modules: dict[str, int]  # top-level module name ('image_encoder', 'mask_decoder.robust_mlp', ...) -> parameters
+    missing_modules: list[str]
+
+    @property
+    def kind(self) -> str:
+        """'RobustSAM', 'SAM only', 'robust modules only', or 'incomplete' when modules are missing."""
+        if not self.robust_parameters:
+            kind = "SAM only"
+        elif not self.sam_parameters:
+            kind = "robust modules only"
+        else:
+            kind = "RobustSAM"
+        robust_missing = any(name.startswith("mask_decoder.") for name in self.missing_modules)
+        sam_missing = any(not name.startswith("mask_decoder.") for name in self.missing_modules)
+        incomplete = {"SAM only": sam_missing, "robust modules only": robust_missing}.get(kind, bool(self.missing_modules))
+        return f"{kind} (incomplete)" if incomplete else kind
+
+
+def _module_of(key: str) -> str:
+    parts = key.split(".")
+    return ".".join(parts[:2]) if is_robust_key(key) else parts[0]
+
+
+def summarize_checkpoint(path: str | os.PathLike, model_type: Optional[str] = None) -> CheckpointSummary:
+    """Reads `path` and counts its parameters (batch-norm statistics excluded) per module."""
+    state = read_state_dict(path)
+    model_type = model_type or infer_model_type(state, path)
+    _check_fits(state, model_type, path)
+    modules: dict[str, int] = {}
+    for key, value in state.items():
+        if key.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            continue
+        modules[_module_of(key)] = modules.get(_module_of(key), 0) + value.numel()
+    expected_modules = dict.fromkeys(_module_of(key) for key in expected_shapes(model_type))
+    robust = sum(count for name, count in modules.items() if name.startswith("mask_decoder."))
+    return CheckpointSummary(
+        path=Path(path),
+        model_type=model_type,
+        sam_parameters=sum(modules.values()) - robust,
+        robust_parameters=robust,
+        modules={name: modules[name] for name in expected_modules if name in modules},
+        missing_modules=[name for name in expected_modules if name not in modules],
+    )

@@ -35,4 +35,20 @@ def _version() -> str:
 @click.group(cls=RobustSamGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(_version(), "--version", prog_name="robustsam")
 def cli() -> None:
-    """RobustSAM: Segment Anything robustly on degraded images."""
+    """RobustSAM: Segment Anything robustly on degraded images.
+
+    Every command takes --help. Checkpoints are local files you pass in; nothing is downloaded.
+    """
+
+
+from .info import info  # noqa: E402
+
+cli.add_command(info)
+
+from .eval import eval_command  # noqa: E402
+
+cli.add_command(eval_command)
+from .prior import prior  # noqa: E402
+cli.add_command(prior)
+from .restore import restore  # noqa: E402
+cli.add_command(restore)

@@ -1,0 +1,89 @@
+"""SAM / RobustSAM priors of degraded images: automatic masks -> gray-coded map, partition, features."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+
+from core.amg import RobustAutomaticMaskGenerator
+from core.io import atomic_path
+from core.model import RobustSam
+from core.predictor import RobustPredictor
+
+from .encoding import gray_coded_map, masks_from_records, segment_partition
+
+# The deblurring work's generator settings (SAM's defaults): no crops, no minimum region area.
+PRIOR_GENERATOR_DEFAULTS: dict[str, Any] = {
+    "points_per_side": 32,
+    "points_per_batch": 64,
+    "pred_iou_thresh": 0.88,
+    "stability_score_thresh": 0.95,
+    "box_nms_thresh": 0.7,
+    "crop_n_layers": 0,
+    "min_mask_region_area": 0,
+}
+
+
+@dataclass
+class Prior:
+    """The prior of one image: gray (H, W) uint8, segments (M, H, W) uint8 {0, 1} tiling the image
+    (None: not wanted), and, when asked for, the embedding (D, h, w) and early feature (C, h, w)."""
+
+    gray: np.ndarray
+    segments: Optional[np.ndarray]
+    embedding: Optional[np.ndarray] = None
+    early_feature: Optional[np.ndarray] = None
+
+
+class _FeatureKeepingPredictor(RobustPredictor):
+    """Keeps the last image's embedding and early feature when the generator resets the predictor."""
+
+    kept: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+
+    def reset_image(self) -> None:
+        if getattr(self, "is_image_set", False):
+            self.kept = (self.features, self.early_features)
+        super().reset_image()
+
+
+class PriorGenerator:
+    """Runs automatic mask generation on degraded images and encodes the masks as priors.
+
+    robust: RobustSAM's path (True) or SAM's (False). `generator_kwargs` override
+    PRIOR_GENERATOR_DEFAULTS (any SamAutomaticMaskGenerator argument).
+    """
+
+    def __init__(self, model: RobustSam, robust: bool = True, precision: str = "fp32", **generator_kwargs: Any) -> None:
+        settings = {**PRIOR_GENERATOR_DEFAULTS, **generator_kwargs}
+        self.generator = RobustAutomaticMaskGenerator(model, robust=robust, precision=precision, **settings)
+        self.generator.predictor = _FeatureKeepingPredictor(model, robust=robust, precision=precision)
+
+    def __call__(self, image: np.ndarray, partition: bool = True, features: bool = False) -> Prior:
+        """(H, W, 3) uint8 RGB -> Prior; the partition only when `partition`, features only when `features`."""
+        predictor = self.generator.predictor
+        predictor.kept = None
+        records = self.generator.generate(image)
+        gray = gray_coded_map(masks_from_records(records, image.shape[:2]), shape=image.shape[:2])
+        prior = Prior(gray, segment_partition(gray) if partition else None)
+        if features:
+            embedding, early = predictor.kept
+            prior.embedding = embedding[0].float().cpu().numpy()
+            prior.early_feature = early[0].float().cpu().numpy()
+        return prior
+
+
+def write_prior(files: dict[str, Path], prior: Prior) -> None:
+    """Writes the prior's files atomically; the gray map last, as it marks the image done."""
+    if prior.embedding is not None:
+        with atomic_path(files["features"]) as tmp:
+            np.savez_compressed(tmp, embedding=prior.embedding, early_feature=prior.early_feature)
+    if prior.segments is not None:
+        with atomic_path(files["segments"]) as tmp:
+            np.savez_compressed(tmp, masks=prior.segments, gray_values=np.unique(prior.gray))
+    with atomic_path(files["gray"]) as tmp:
+        iio.imwrite(tmp, prior.gray, extension=".png")

@@ -1,0 +1,120 @@
+"""`robustsam eval`: the paper's evaluation protocol, several models side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from core.data import SPLITS, split_datasets
+from core.errors import InputError
+from core.prompting import NUM_POINTS, PROMPT_TYPES, PromptBook
+from train.eval_report import markdown, results_document, rich_table, write_charts, write_json, write_text
+from train.evaluate import EvalSettings, ModelSpec, build_tables, count_images, evaluate, table_metrics
+
+
+@click.command("eval")
+@click.option("--split", type=click.Choice([*SPLITS, "custom"]), default="custom", show_default=True,
+              help="Published test split, or 'custom': --data is one Robust-Seg split folder or manifest JSON.")
+@click.option("--data", "data", type=click.Path(path_type=Path), required=True, help="Data root (or the custom dataset).")
+@click.option("--data-config", type=click.Path(path_type=Path), help="JSON {dataset: location} overriding where datasets lie under --data.")
+@click.option("--model", "models", multiple=True, required=True, metavar="NAME=CKPT[:sam]",
+              help="A model to evaluate (repeatable); ':sam' evaluates SAM's decoder path.")
+@click.option("--prompt", "prompt_type", type=click.Choice(PROMPT_TYPES), default="points", show_default=True,
+              help="3 positive points from each ground-truth mask, or its box (adds COCO mask AP).")
+@click.option("--prompts-file", type=click.Path(path_type=Path), help="Reuse the prompts of an earlier run (its prompts.json).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Prompt sampling seed (ignored with --prompts-file).")
+@click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N images of each dataset and condition.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("robustsam-eval"), show_default=True,
+              help="Folder for results.json, results.md, prompts.json, charts and the resume cache.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Prompts decoded at once (full-size masks for each).")
+@click.option("--fresh", is_flag=True, help="Ignore cached results and evaluate everything again.")
+def eval_command(
+    split: str,
+    data: Path,
+    data_config: Optional[Path],
+    models: tuple[str, ...],
+    prompt_type: str,
+    prompts_file: Optional[Path],
+    seed: int,
+    limit: Optional[int],
+    out: Path,
+    device: str,
+    precision: str,
+    batch_size: int,
+    fresh: bool,
+) -> None:
+    """Evaluate models on degraded and clear images: IoU, Dice, pixel accuracy, boundary IoU
+    (and COCO mask AP with --prompt box), one row per degradation, then Degrade / Clear / Average.
+
+    \b
+    Example:
+      robustsam eval --split zeroshot --data robustseg \\
+        --model robustsam=robustsam_checkpoint_b.pth --model sam=sam_vit_b_01ec64.pth
+    """
+    console = Console(soft_wrap=True)  # long paths in notes stay on one line
+    specs = [ModelSpec.parse(text) for text in models]
+    names = [spec.name for spec in specs]
+    if len(set(names)) != len(names):
+        raise InputError(f"--model: model names must differ, got {', '.join(names)}")
+    prompts = PromptBook.load(prompts_file) if prompts_file is not None else PromptBook(seed, NUM_POINTS)
+
+    datasets, skipped = [], []
+    for dataset in split_datasets(split, data, data_config):
+        reason = dataset.missing()
+        if reason is None:
+            datasets.append(dataset)
+        else:
+            skipped.append({"dataset": dataset.name, "reason": reason})
+    if not datasets:
+        raise InputError(f"{data}: none of the datasets of split {split} was found ({', '.join(s['dataset'] for s in skipped)})")
+    for entry in skipped:
+        console.print(f"[yellow]{escape(entry['dataset'])}: skipped ({escape(entry['reason'])})[/yellow]")
+
+    settings = EvalSettings(prompt_type, limit, device, precision, batch_size, fresh)
+    total = sum(count_images(d.reader(c), limit) for d in datasets for c in d.conditions()) * len(specs)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("evaluating", total=total)
+        results = evaluate(
+            specs,
+            datasets,
+            prompts,
+            out / "cache",
+            settings,
+            on_image=lambda model: progress.update(task, advance=1, description=model),
+            on_note=lambda note: progress.console.print(f"[yellow]{escape(note)}[/yellow]"),
+        )
+
+    with_ap = prompt_type == "box"
+    metrics = table_metrics(with_ap)
+    tables = build_tables(results, datasets, with_ap)
+    for table in tables:
+        for metric in metrics:
+            console.print(rich_table(table, names, metric))
+    run = {
+        "split": split,
+        "data": str(data),
+        "prompt": prompt_type,
+        "seed": prompts.seed,
+        "num_points": prompts.num_points,
+        "limit": limit,
+        "models": [{"name": s.name, "checkpoint": str(s.checkpoint), "path": "robust" if s.robust else "sam"} for s in specs],
+        "metrics": list(metrics),
+        "skipped": skipped,
+    }
+    prompts.save(out / "prompts.json")
+    write_json(out / "results.json", results_document(tables, run))
+    write_text(out / "results.md", markdown(tables, names, metrics))
+    console.print(f"Wrote {out / 'results.json'}, {out / 'results.md'} and {out / 'prompts.json'}")
+    try:
+        charts = write_charts(tables, names, "iou", out / "charts")
+        console.print(f"Wrote {len(charts)} bar charts to {out / 'charts'}")
+    except ImportError:
+        console.print("Bar charts skipped: matplotlib is not installed (pip install 'robustsam[plot]').", markup=False)

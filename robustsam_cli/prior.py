@@ -1,0 +1,140 @@
+"""`robustsam prior`: SAM / RobustSAM masks of degraded images as restoration priors."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from core.build import build_robustsam
+from core.checkpoint import RobustModulesUninitialized
+from core.device import resolve_device
+from core.errors import InputError
+from core.io import atomic_path, read_image
+from priors.data import collect_images, prior_files
+from priors.generate import PRIOR_GENERATOR_DEFAULTS, PriorGenerator, write_prior
+
+MANIFEST = "prior.json"
+
+
+def segmenter_options(command: Callable) -> Callable:
+    """The options that choose the segmenter and its automatic-mask-generator settings."""
+    options = [
+        click.option("--checkpoint", type=click.Path(path_type=Path), help="RobustSAM checkpoint (or SAM checkpoint with --mode sam)."),
+        click.option("--sam-checkpoint", type=click.Path(path_type=Path), help="SAM checkpoint under a robust-modules-only --checkpoint."),
+        click.option("--model-type", default=None, help="vit_b / vit_l / vit_h / vit_tiny / vit_micro; inferred from the checkpoint."),
+        click.option("--mode", type=click.Choice(["robust", "sam"]), default="robust", show_default=True,
+                     help="RobustSAM's masks or SAM's own."),
+        click.option("--points-per-side", type=click.IntRange(1), default=PRIOR_GENERATOR_DEFAULTS["points_per_side"], show_default=True),
+        click.option("--points-per-batch", type=click.IntRange(1), default=PRIOR_GENERATOR_DEFAULTS["points_per_batch"], show_default=True),
+        click.option("--pred-iou-thresh", type=click.FloatRange(0, 1), default=PRIOR_GENERATOR_DEFAULTS["pred_iou_thresh"], show_default=True),
+        click.option("--stability-score-thresh", type=click.FloatRange(0, 1),
+                     default=PRIOR_GENERATOR_DEFAULTS["stability_score_thresh"], show_default=True),
+        click.option("--box-nms-thresh", type=click.FloatRange(0, 1), default=PRIOR_GENERATOR_DEFAULTS["box_nms_thresh"], show_default=True),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def generator_settings(options: dict[str, Any]) -> dict[str, Any]:
+    """The generator keyword arguments among the parsed segmenter options."""
+    return {key: options[key] for key in ("points_per_side", "points_per_batch", "pred_iou_thresh", "stability_score_thresh", "box_nms_thresh")}
+
+
+def build_generator(options: dict[str, Any], device: str) -> PriorGenerator:
+    """A PriorGenerator from the parsed segmenter options; the checkpoint is required for now."""
+    if options["checkpoint"] is None:
+        raise click.UsageError("--checkpoint is required: no built-in segmenter ships yet; give a RobustSAM checkpoint (or a SAM one with --mode sam)")
+    robust = options["mode"] == "robust"
+    with warnings.catch_warnings():
+        if not robust:  # SAM's own path never uses the robust modules
+            warnings.simplefilter("ignore", RobustModulesUninitialized)
+        model = build_robustsam(options["model_type"], options["checkpoint"], sam_checkpoint=options["sam_checkpoint"], device=resolve_device(device))
+    return PriorGenerator(model, robust=robust, **generator_settings(options))
+
+
+def progress_bar() -> Progress:
+    """The progress bar every restoration command shows on stderr."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=Console(stderr=True))
+
+
+def _check_manifest(output: Path, manifest: dict[str, Any], overwrite: bool) -> None:
+    path = output / MANIFEST
+    if path.is_file() and not overwrite:
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            raise InputError(f"{path}: unreadable; remove it or pass --overwrite") from None
+        if old != manifest:
+            changed = ", ".join(sorted(k for k in manifest if old.get(k) != manifest[k]))
+            raise InputError(f"{path}: priors there were made with other settings ({changed}); use another folder or --overwrite")
+
+
+def _write_manifest(output: Path, manifest: dict[str, Any]) -> None:
+    with atomic_path(output / MANIFEST) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+@click.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder for the prior files.")
+@click.option("--task", type=click.Choice(["dehaze", "deblur"]), required=True,
+              help="dehaze: the gray-coded map; deblur: the gray-coded map and its segment partition.")
+@click.option("--glob", "pattern", default="**/*", show_default=True, help="Images to take from folder arguments.")
+@click.option("--features", is_flag=True, help="Also write the image embedding and early feature (.features.npz).")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--overwrite", is_flag=True, help="Recompute priors that already exist.")
+@segmenter_options
+def prior(images: tuple[Path, ...], output: Path, task: str, pattern: str, features: bool, device: str, overwrite: bool, **options: Any) -> None:
+    """Automatic masks of degraded IMAGES (files or folders) as restoration priors, written under -o.
+
+    Per image NAME (a folder's images keep their relative paths): NAME.gray.png (uint8 gray-coded
+    mask map), with --task deblur NAME.segments.npz ('masks': (M, H, W) uint8 {0, 1} segments tiling
+    the image, 'gray_values': their gray values), with --features NAME.features.npz ('embedding',
+    'early_feature'). Images whose files exist are skipped, so an interrupted run resumes.
+    """
+    entries = collect_images(images, pattern)
+    checkpoint = options["checkpoint"]
+    manifest = {
+        "task": task,
+        "mode": options["mode"],
+        "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
+        "sam_checkpoint": str(Path(options["sam_checkpoint"]).resolve()) if options["sam_checkpoint"] else None,
+        "generator": {**PRIOR_GENERATOR_DEFAULTS, **generator_settings(options)},
+    }
+    _check_manifest(output, manifest, overwrite)
+    generator = build_generator(options, device)
+    _write_manifest(output, manifest)
+
+    def done(files: dict[str, Path]) -> bool:
+        wanted = ["gray"] + (["segments"] if task == "deblur" else []) + (["features"] if features else [])
+        return all(files[key].is_file() for key in wanted)
+
+    failures: list[str] = []
+    written = skipped = 0
+    with progress_bar() as bar:
+        job = bar.add_task("priors", total=len(entries))
+        for name, path in entries:
+            files = prior_files(output, name)
+            if not overwrite and done(files):
+                skipped += 1
+            else:
+                try:
+                    result = generator(read_image(path), partition=task == "deblur", features=features)
+                except InputError as error:
+                    failures.append(str(error))
+                    bar.console.print(f"skipped {error}", style="red", markup=False, highlight=False)
+                else:
+                    write_prior(files, result)
+                    written += 1
+            bar.advance(job)
+    click.echo(f"{written} written, {skipped} already there, {len(failures)} failed -> {output}", err=True)
+    if failures:
+        raise InputError(f"{failures[0]} (and {len(failures) - 1} more failed)" if len(failures) > 1 else failures[0])

@@ -1,0 +1,55 @@
+"""Shared fixtures: reference data, and small synthetic-weight models that run fast on a CPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core import RobustSam, get_config
+from core.checkpoint import expected_shapes
+from core.synthetic import synthetic_state_dict
+
+DATA = Path(__file__).parent / "data"
+
+
+def load_manifest(model_type: str) -> dict[str, list[int]]:
+    return json.loads((DATA / f"robustsam_keys_{model_type}.json").read_text())
+
+
+def model_from_state(model_type: str, state: dict[str, torch.Tensor]) -> RobustSam:
+    model = RobustSam(get_config(model_type), model_type)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def micro_state() -> dict[str, torch.Tensor]:
+    """Deterministic vit_micro weights (same definition as the released-key synthetic weights)."""
+    return dict(synthetic_state_dict(expected_shapes("vit_micro")))
+
+
+@pytest.fixture()
+def micro_model(micro_state) -> RobustSam:
+    return model_from_state("vit_micro", micro_state)
+
+
+@pytest.fixture(scope="session")
+def micro_checkpoint(tmp_path_factory, micro_state) -> Path:
+    path = tmp_path_factory.mktemp("ckpt") / "robustsam_micro.pth"
+    torch.save(micro_state, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def image() -> np.ndarray:
+    """A smooth 96x160 RGB test image with a bright disc and a dark bar."""
+    yy, xx = np.mgrid[0:96, 0:160]
+    base = np.stack([xx * 1.2, yy * 2.0, (xx + yy) * 0.8], axis=-1)
+    disc = ((yy - 40) ** 2 + (xx - 60) ** 2) < 20**2
+    base[disc] = [230, 200, 40]
+    base[70:80, 90:150] = [20, 30, 200]
+    return np.clip(base, 0, 255).astype(np.uint8)

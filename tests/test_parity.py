@@ -1,0 +1,119 @@
+"""vit_b with synthetic weights against the published implementation's outputs (tests/data)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from segment_anything import SamPredictor, sam_model_registry
+
+from core import RobustPredictor
+from core.checkpoint import is_robust_key
+from core.synthetic import synthetic_state_dict
+
+from .conftest import DATA, load_manifest, model_from_state
+
+pytestmark = pytest.mark.parity
+
+CASES = [f"{p}_{path}_{m}" for p in ("box", "points") for path in ("robust", "sam") for m in ("single", "multi")]
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict[str, np.ndarray]:
+    return dict(np.load(DATA / "reference_vit_b.npz"))
+
+
+@pytest.fixture(scope="module")
+def vit_b_state() -> dict[str, torch.Tensor]:
+    return dict(synthetic_state_dict(load_manifest("vit_b")))
+
+
+@pytest.fixture(scope="module")
+def predictor(vit_b_state, reference) -> RobustPredictor:
+    predictor = RobustPredictor(model_from_state("vit_b", vit_b_state))
+    predictor.set_image(reference["image"])
+    return predictor
+
+
+def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
+    return float(np.linalg.norm(actual - expected) / np.linalg.norm(expected))
+
+
+def prompt_kwargs(case: str, reference: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    if case.startswith("box"):
+        return {"box": reference["box"]}
+    return {"point_coords": reference["point_coords"], "point_labels": reference["point_labels"]}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_reference_cases(predictor: RobustPredictor, reference, case: str) -> None:
+    predictor.robust = "_robust_" in case
+    masks, iou, low_res = predictor.predict(**prompt_kwargs(case, reference), multimask_output=case.endswith("multi"))
+    expected_logits = reference[f"{case}_low_res_logits"][0]
+    assert low_res.shape == expected_logits.shape
+    assert relative_error(low_res, expected_logits) < 1e-4
+    np.testing.assert_allclose(iou, reference[f"{case}_iou"][0], rtol=0, atol=1e-4)
+    expected_upscaled = predictor.model.postprocess_masks(
+        torch.from_numpy(expected_logits[None]), predictor.input_size, predictor.original_size
+    )[0].numpy()
+    # Bilinear upscaling is a convex combination, so no upscaled logit moves further than the largest
+    # low-resolution difference: every pixel further than that from the threshold must agree.
+    margin = np.abs(low_res - expected_logits).max()
+    decided = np.abs(expected_upscaled) > margin
+    assert np.array_equal(masks[decided], expected_upscaled[decided] > 0.0)
+
+
+def test_mask_input_case(predictor: RobustPredictor, reference) -> None:
+    predictor.robust = True
+    _, iou, low_res = predictor.predict(
+        box=reference["box"], mask_input=reference["box_robust_single_low_res_logits"][0], multimask_output=False
+    )
+    assert relative_error(low_res, reference["box_mask_input_robust_single_low_res_logits"][0]) < 1e-4
+    np.testing.assert_allclose(iou, reference["box_mask_input_robust_single_iou"][0], rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("robust", [True, False])
+def test_training_intermediates(predictor: RobustPredictor, reference, robust: bool) -> None:
+    """The teacher (clear path) and student (robust path) features and tokens that the losses use."""
+    model = predictor.model
+    path = "robust" if robust else "sam"
+    box = torch.as_tensor(predictor.transform.apply_boxes(reference["box"], predictor.original_size), dtype=torch.float)
+    with torch.inference_mode():
+        sparse, dense = model.prompt_encoder(points=None, boxes=box[None], masks=None)
+        feature = model.mask_decoder.image_feature(predictor.features, predictor.early_features, robust)
+        out = model.mask_decoder.decode(
+            predictor.features, model.prompt_encoder.get_dense_pe(), sparse, dense, feature, robust
+        )
+    assert relative_error(out.features[:, :4].numpy(), reference[f"box_{path}_features_first4"]) < 1e-4
+    assert relative_error(out.mask_tokens.numpy(), reference[f"box_{path}_mask_token_outputs"]) < 1e-4
+    if robust:
+        assert relative_error(out.refined_tokens[0].numpy(), reference["box_robust_refined_tokens"]) < 1e-4
+    else:
+        assert out.refined_tokens is None
+
+
+def test_sam_path_equals_segment_anything(predictor: RobustPredictor, vit_b_state, reference) -> None:
+    sam = sam_model_registry["vit_b"]()
+    sam.load_state_dict({k: v for k, v in vit_b_state.items() if not is_robust_key(k)})
+    theirs = SamPredictor(sam.eval())
+    theirs.set_image(reference["image"])
+    assert torch.equal(theirs.features, predictor.features)
+    predictor.robust = False
+    for kwargs in (prompt_kwargs("box", reference), prompt_kwargs("points", reference)):
+        for multimask in (True, False):
+            expected = theirs.predict(**kwargs, multimask_output=multimask, return_logits=True)
+            actual = predictor.predict(**kwargs, multimask_output=multimask, return_logits=True)
+            for a, e in zip(actual, expected):
+                assert np.array_equal(a, e)
+
+
+def test_batched_prompts_equal_single_calls(predictor: RobustPredictor, reference) -> None:
+    boxes = np.array([reference["box"], [100.0, 80.0, 400.0, 500.0], [600.0, 50.0, 1000.0, 300.0]])
+    predictor.robust = True
+    boxes_t = torch.as_tensor(predictor.transform.apply_boxes(boxes, predictor.original_size), dtype=torch.float)
+    masks, iou, low_res = predictor.predict_torch(None, None, boxes_t, multimask_output=True)
+    for i, box in enumerate(boxes):
+        one_masks, one_iou, one_low = predictor.predict(box=box, multimask_output=True)
+        assert relative_error(low_res[i].numpy(), one_low) < 1e-5
+        np.testing.assert_allclose(iou[i].numpy(), one_iou, atol=1e-5)
+        assert (masks[i].numpy() != one_masks).mean() < 1e-5
