@@ -29,6 +29,8 @@ def encoder_forward(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Preprocessed images (B, 3, S, S) -> embedding (B, D, S/16, S/16) and the output of
     block `early_block` (B, C_vit, S/16, S/16), as SAM's encoder would compute them."""
+    if not 0 <= early_block < len(encoder.blocks):
+        raise ValueError(f"early_block {early_block} is not a block index (depth {len(encoder.blocks)})")
     x = encoder.patch_embed(images)
     if encoder.pos_embed is not None:
         x = x + encoder.pos_embed
@@ -37,8 +39,6 @@ def encoder_forward(
         x = block_forward(block, x)
         if index == early_block:
             early = x.permute(0, 3, 1, 2)
-    if early is None:
-        raise ValueError(f"early_block {early_block} is not a block index (depth {len(encoder.blocks)})")
     embedding = encoder.neck(x.permute(0, 3, 1, 2))
     return embedding, early
 
@@ -62,12 +62,12 @@ def block_forward(block: Block, x: torch.Tensor) -> torch.Tensor:
 def _mlp_residual(block: Block, x: torch.Tensor) -> torch.Tensor:
     """x + mlp(norm2(x)), a slab of tokens at a time so that the 4x wider hidden activation
     stays small (large short-lived buffers cost page faults on every block)."""
-    tokens = x.view(-1, x.shape[-1])
+    tokens = x.reshape(-1, x.shape[-1])
     out = torch.empty_like(tokens)
     for start in range(0, tokens.shape[0], MLP_SLAB_TOKENS):
         part = tokens[start : start + MLP_SLAB_TOKENS]
         out[start : start + MLP_SLAB_TOKENS] = part + block.mlp(block.norm2(part))
-    return out.view_as(x)
+    return out.view(x.shape)
 
 
 def _partition(qkv: torch.Tensor, size: int, bias: torch.Tensor | None) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -127,12 +127,11 @@ def _rel_pos_attention(
     grid_q = q.reshape(b * heads, h, w, d)
     rel_h = torch.einsum("bhwc,hkc->bhwk", grid_q, rel_h_table)  # (B * heads, h, w, h)
     rel_w = torch.einsum("bhwc,wkc->bhwk", grid_q, rel_w_table)  # (B * heads, h, w, w)
-    rows = max(1, MASK_SLAB_BYTES // (b * heads * w * n * q.element_size()))
-    if rows >= h:
-        mask = _mask(rel_h, rel_w).view(b, heads, n, n)
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=attn.scale)
+    rows = min(h, max(1, MASK_SLAB_BYTES // (b * heads * w * n * q.element_size())))
+    # One buffer for all slabs (fresh buffers cost page faults); autograd needs fresh tensors.
+    tracked = torch.is_grad_enabled() and (rel_h.requires_grad or rel_w.requires_grad)
+    buffer = None if tracked else rel_h.new_empty(b * heads * rows * w * n)
     out = torch.empty_like(q)
-    buffer = rel_h.new_empty(b * heads * rows * w * n)  # reused: fresh buffers cost page faults
     for top in range(0, h, rows):
         bottom = min(top + rows, h)
         mask = _mask(rel_h[:, top:bottom], rel_w[:, top:bottom], buffer).view(b, heads, -1, n)
@@ -141,9 +140,10 @@ def _rel_pos_attention(
     return out
 
 
-def _mask(rel_h: torch.Tensor, rel_w: torch.Tensor, buffer: torch.Tensor | None = None) -> torch.Tensor:
+def _mask(rel_h: torch.Tensor, rel_w: torch.Tensor, buffer: torch.Tensor | None) -> torch.Tensor:
     """rel_h (M, r, w, h) and rel_w (M, r, w, w) -> their broadcast sum (M, r, w, h, w), contiguous,
     written to the front of the flat `buffer` when one is given."""
+    if buffer is None:
+        return (rel_h[..., None] + rel_w[..., None, :]).contiguous()
     m, r, w, h = rel_h.shape
-    out = rel_h.new_empty(m, r, w, h, w) if buffer is None else buffer[: m * r * w * h * w].view(m, r, w, h, w)
-    return torch.add(rel_h[..., None], rel_w[..., None, :], out=out)
+    return torch.add(rel_h[..., None], rel_w[..., None, :], out=buffer[: m * r * w * h * w].view(m, r, w, h, w))

@@ -10,12 +10,14 @@ import torch.nn.functional as F
 from segment_anything.modeling.common import LayerNorm2d
 from torch import nn
 
+from .winograd import WinogradConv2d
+
 _LEAKY_SLOPE = 0.01
 _NORM_EPS = 1e-5
 
 
 class AttentionSelector(nn.Module):
-    """Per-position weights for two branches from their sum, pooled to a 4x4 grid."""
+    """Weights for two branches on a 4x4 grid of cells, from their sum pooled to that grid."""
 
     def __init__(self, channels: int, grid: int = 4) -> None:
         super().__init__()
@@ -25,15 +27,16 @@ class AttentionSelector(nn.Module):
         self.att_conv1 = nn.Linear(channels, cells)
         self.att_conv2 = nn.Linear(channels, cells)
 
-    def forward(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """u: (B, C, H, W) -> two weight maps (B, C, H, W) that sum to one."""
-        b, c, h, w = u.shape
-        z = self.fc(F.adaptive_avg_pool2d(u, self.grid).flatten(1))
+    def forward(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The branches' sum average-pooled to (B, C, grid, grid) -> two weight grids of that shape
+        that sum to one; each cell's weight holds for every position the cell covers."""
+        b, c = pooled.shape[:2]
+        z = self.fc(pooled.flatten(1))
         logits = torch.stack(
             (self.att_conv1(z).view(b, c, self.grid, self.grid), self.att_conv2(z).view(b, c, self.grid, self.grid))
         )
         a1, a2 = torch.softmax(logits, dim=0)
-        return F.interpolate(a1, size=(h, w), mode="nearest"), F.interpolate(a2, size=(h, w), mode="nearest")
+        return a1, a2
 
 
 class SelectiveConv(nn.Module):
@@ -41,8 +44,8 @@ class SelectiveConv(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.conv1 = WinogradConv2d(channels, channels, 3, padding=1, bias=False)
+        self.conv2 = WinogradConv2d(channels, channels, 3, padding=1, bias=False)
         self.selector = AttentionSelector(channels)
         self.BN = nn.BatchNorm2d(channels)
 
@@ -50,8 +53,25 @@ class SelectiveConv(nn.Module):
         """(B, C, H, W) -> (B, C, H, W)."""
         o1 = self.conv1(F.leaky_relu(self.BN(x), _LEAKY_SLOPE))
         o2 = self.conv2(F.leaky_relu(F.instance_norm(x, eps=_NORM_EPS), _LEAKY_SLOPE))
-        a1, a2 = self.selector(o1 + o2)
-        return o1 * a1 + o2 * a2
+        grid = self.selector.grid
+        # Pooling is linear: pooling each branch spares materialising their sum.
+        a1, a2 = self.selector(F.adaptive_avg_pool2d(o1, grid) + F.adaptive_avg_pool2d(o2, grid))
+        return _mix_by_cells(o1, o2, a1, a2)
+
+
+def _mix_by_cells(o1: torch.Tensor, o2: torch.Tensor, a1: torch.Tensor, a2: torch.Tensor) -> torch.Tensor:
+    """o1 * a1 + o2 * a2 with the (B, C, g, g) weights nearest-upsampled to o's (B, C, H, W).
+
+    When g divides H and W, cell (i, j) covers an exact block, so broadcasting the weights over a
+    blocked view of o replaces the upsampled copies.
+    """
+    b, c, h, w = o1.shape
+    g = a1.shape[-1]
+    if h % g or w % g:
+        size = (h, w)
+        return o1 * F.interpolate(a1, size=size, mode="nearest") + o2 * F.interpolate(a2, size=size, mode="nearest")
+    blocks, cells = (b, c, g, h // g, g, w // g), (b, c, g, 1, g, 1)
+    return (o1.reshape(blocks) * a1.reshape(cells) + o2.reshape(blocks) * a2.reshape(cells)).view(b, c, h, w)
 
 
 class SelectiveBranch(nn.Module):
@@ -96,7 +116,13 @@ class DegradationFeatureBlock(nn.Module):
 
 
 class FourierAmplitudeFilter(nn.Module):
-    """Filters the Fourier amplitude with a 1x1 convolution and keeps the phase."""
+    """Filters the Fourier amplitude with a 1x1 convolution and keeps the phase.
+
+    Computed on the half spectrum: the input is real, so its spectrum Z is Hermitian, |Z| and
+    hence the filtered amplitude A' are even in frequency, and A' e^{i angle Z} is Hermitian
+    again; the real part of its inverse transform is therefore `irfft2` of its half. The phase
+    factor e^{i angle Z} is taken as Z / |Z| (1 where Z = 0, as `angle(0) = 0`).
+    """
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -105,9 +131,13 @@ class FourierAmplitudeFilter(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W), computed in float32 whatever the autocast state."""
         with torch.autocast(device_type=x.device.type, enabled=False):
-            spectrum = torch.fft.fft2(x.float())
-            filtered = torch.polar(self.conv_layer(spectrum.abs()), spectrum.angle())
-            return torch.fft.ifft2(filtered).real.to(x.dtype)
+            spectrum = torch.fft.rfft2(x.float())
+            amplitude = spectrum.abs()
+            nonzero = amplitude > 0
+            # Dividing by 1 where Z = 0 keeps the unused branch, and so the gradient, finite.
+            phase = torch.where(nonzero, spectrum / torch.where(nonzero, amplitude, 1.0), 1.0)
+            filtered = phase * self.conv_layer(amplitude)
+            return torch.fft.irfft2(filtered, s=x.shape[-2:]).to(x.dtype)
 
 
 class AMFGBlock(nn.Module):
@@ -121,7 +151,7 @@ class AMFGBlock(nn.Module):
         super().__init__()
         self.dnc_block_combined = DegradationFeatureBlock(channels)
         self.fgm_block = FourierAmplitudeFilter(2 * channels)
-        self.conv_layer = nn.Conv2d(2 * channels, channels, 3, padding=1)
+        self.conv_layer = WinogradConv2d(2 * channels, channels, 3, padding=1)
         self.tail_name = tail_name
         self.add_module(tail_name, tail)
 
