@@ -161,9 +161,17 @@ class AMFGBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, robust: bool = True) -> torch.Tensor:
         """(B, C, H, W) -> the tail's output."""
-        if robust:
-            x = self.conv_layer(self.fgm_block(self.dnc_block_combined(x)))
-        return self.tail(x)
+        if not robust:
+            return self.tail(x)
+        if not self.training and x.device.type == "cpu" and x.shape[0] > 1:
+            # In eval mode every step is per sample. On a CPU, one sample at a time (the decoder's
+            # N prompts) keeps the (2C, H, W) intermediates small enough for the cache and for
+            # reused memory.
+            return torch.cat([self._robust(sample) for sample in x.split(1)])
+        return self._robust(x)
+
+    def _robust(self, x: torch.Tensor) -> torch.Tensor:
+        return self.tail(self.conv_layer(self.fgm_block(self.dnc_block_combined(x))))
 
 
 def upsample_tail(in_channels: int, mid_channels: int, out_channels: int) -> nn.Sequential:
