@@ -174,11 +174,21 @@ class AMFGBlock(nn.Module):
         return self.tail(self.conv_layer(self.fgm_block(self.dnc_block_combined(x))))
 
 
+class FusedLayerNorm2d(LayerNorm2d):
+    """`segment_anything`'s LayerNorm2d (same parameters) as one `layer_norm` over the channels
+    of a channels-last view, instead of eight elementwise passes."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W), normalised over C at every position."""
+        normed = F.layer_norm(x.permute(0, 2, 3, 1), self.weight.shape, self.weight, self.bias, self.eps)
+        return normed.permute(0, 3, 1, 2)
+
+
 def upsample_tail(in_channels: int, mid_channels: int, out_channels: int) -> nn.Sequential:
     """x4 upsampling like SAM's `output_upscaling`, ending without activation."""
     return nn.Sequential(
         nn.ConvTranspose2d(in_channels, mid_channels, 2, stride=2),
-        LayerNorm2d(mid_channels),
+        FusedLayerNorm2d(mid_channels),
         nn.GELU(),
         nn.ConvTranspose2d(mid_channels, out_channels, 2, stride=2),
     )
@@ -188,7 +198,7 @@ def conv_tail(channels: int) -> nn.Sequential:
     """Resolution-keeping 3x3 convolutions for the mask feature."""
     return nn.Sequential(
         nn.Conv2d(channels, 2 * channels, 3, 1, 1),
-        LayerNorm2d(2 * channels),
+        FusedLayerNorm2d(2 * channels),
         nn.GELU(),
         nn.Conv2d(2 * channels, channels, 3, 1, 1),
     )
