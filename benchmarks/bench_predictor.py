@@ -6,7 +6,8 @@ One run times, interleaved round by round so that they share the machine's load:
   * decoding 1 and 10 box prompts on a set image (per prompt, and the cost of one extra prompt);
   * a 4096^3 float32 matmul, for the machine's measured peak in the same conditions;
 and reports the encoder's FLOP count with the fraction of that peak reached, and the peak resident
-memory of each predictor (one child process per predictor, VmHWM from /proc/self/status).
+memory of each predictor while predicting (one child process per predictor: VmHWM from
+/proc/self/status, reset after the weights are loaded; loading's own peak is printed too).
 
 Run: python3 benchmarks/bench_predictor.py [--model-type vit_b] [--device cpu] [--repeats 3]
                                            [--precision fp32|bf16|fp16] [--compile] [--no-memory]
@@ -15,6 +16,8 @@ Run: python3 benchmarks/bench_predictor.py [--model-type vit_b] [--device cpu] [
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import json
 import os
 import statistics
@@ -138,15 +141,24 @@ def encoder_flops(model: RobustSam) -> dict[str, float]:
     return counts
 
 
+def resident_gb(field: str) -> float:
+    """A memory field of /proc/self/status (VmRSS: now, VmHWM: peak), in GB."""
+    line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(field))
+    return int(line.split()[1]) / 2**20
+
+
 def probe_memory(path: str, model_type: str, device: str, precision: str) -> None:
-    """Child process: one set_image and a 10-prompt decode; prints peak memory as JSON."""
+    """Child process: builds the model, then one set_image and a 10-prompt decode; prints as JSON
+    the peak resident memory while loading and, the peak reset after loading, while predicting."""
     model = synthetic_model(model_type, device)
     predictor = make_predictor(path, model, precision)
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand the loader's freed heap back to the system
+    result = {"load_peak_gb": resident_gb("VmHWM"), "loaded_gb": resident_gb("VmRSS")}
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident size
     predictor.set_image(test_image())
     predictor.predict_torch(None, None, boxes(predictor, 10))
-    status = Path("/proc/self/status").read_text()
-    peak_kb = int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1])
-    result = {"rss_gb": peak_kb / 2**20}
+    result["inference_peak_gb"] = resident_gb("VmHWM")
     if model.device.type == "cuda":
         result["cuda_gb"] = torch.cuda.max_memory_allocated() / 2**30
     print(json.dumps(result))
@@ -216,16 +228,19 @@ def main() -> None:
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}; matmul peak {peak:.0f} GFLOP/s "
           f"(min {min(peaks):.0f}, max {max(peaks):.0f})\n")
     print("| predictor | set_image s | images/s | CPU s | vs segment_anything | 1 prompt ms | 10 prompts ms/prompt "
-          "| extra prompt / set_image | peak RSS GB |")
+          "| extra prompt / set_image | peak RSS predicting GB |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     names = {"robust": "ours, robust path", "sam": "ours, SAM path", "segment_anything": "segment_anything.SamPredictor"}
     for path in PATHS:
         one, ten = decode_median[(path, 1)], decode_median[(path, 10)]
         extra = (ten - one) / (10 - 1)
-        rss = f"{memory[path]['rss_gb']:.2f}" if memory else "-"
+        rss = f"{memory[path]['inference_peak_gb']:.2f}" if memory else "-"
         print(f"| {names[path]} | {set_median[path]:.2f} | {1 / set_median[path]:.2f} | {cpu_median[path]:.2f} | {set_median[path] / baseline:.2f}x "
               f"| {one * 1e3:.0f} | {ten / 10 * 1e3:.0f} | {extra / set_median[path] * 100:.1f}% | {rss} |")
     print(f"\nrobust / SAM path (ours): {set_median['robust'] / set_median['sam']:.2f}x")
+    for path in PATHS if memory else ():
+        print(f"{names[path]}: resident after loading {memory[path]['loaded_gb']:.2f} GB, "
+              f"peak while loading {memory[path]['load_peak_gb']:.2f} GB")
     print("\n| work per image | GFLOP | achieved GFLOP/s | fraction of matmul peak |")
     print("|---|---:|---:|---:|")
     rows = [
