@@ -36,3 +36,6 @@ def _version() -> str:
 @click.version_option(_version(), "--version", prog_name="robustsam")
 def cli() -> None:
     """RobustSAM: Segment Anything robustly on degraded images."""
+
+from .segment import segment  # noqa: E402
+cli.add_command(segment)
