@@ -47,9 +47,7 @@ def _given(ctx: click.Context, name: str) -> bool:
 def _generator_options(function: Any) -> Any:
     for name, (kind, default, help_text) in reversed(GENERATOR_OPTIONS.items()):
         flag = "--" + name.replace("_", "-")
-        function = click.option(
-            flag, name, type=kind, default=default, show_default=f"{default:g}", help=f"[segment everything] {help_text}"
-        )(function)
+        function = click.option(flag, name, type=kind, default=default, show_default=True, help=f"[segment everything] {help_text}")(function)
     return function
 
 
