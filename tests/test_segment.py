@@ -377,3 +377,26 @@ def test_two_images_with_one_output_name_are_refused(model, tmp_path: Path) -> N
     iio.imwrite(folder / "a.jpg", np.zeros((8, 8, 3), dtype=np.uint8))
     with pytest.raises(InputError, match=r"a\.png: its output .*a[/\\]metadata\.csv would overwrite that of .*a\.jpg"):
         prepare_run(model, [folder], tmp_path / "out")
+
+
+def test_coco_instances_in_give_coco_results_with_their_image_and_category_ids(model, checkpoint, inputs, tmp_path: Path) -> None:
+    folder, _ = inputs
+    instances = {
+        "images": [{"id": 40, "file_name": "b.png", "height": 60, "width": 80}, {"id": 41, "file_name": "a.png", "height": 60, "width": 80}],
+        "annotations": [
+            {"id": 1, "image_id": 41, "bbox": [10, 10, 21, 21], "category_id": 3, "segmentation": [[10, 10, 31, 10, 31, 31, 10, 31]]},
+            {"id": 2, "image_id": 40, "bbox": [40, 25, 20, 20], "category_id": 5},
+        ],
+    }
+    prompt_file = tmp_path / "instances.json"
+    prompt_file.write_text(json.dumps(instances), encoding="utf-8")
+    out = tmp_path / "out"
+    args = [str(folder), "--prompts", str(prompt_file), "-o", str(out), "--checkpoint", str(checkpoint), "--format", "coco"]
+    assert run(*args, "--prompt-from", "point").exit_code == 0
+    results = json.loads((out / "coco_results.json").read_text())
+    assert [(r["file_name"], r["image_id"], r["category_id"]) for r in results] == [("a.png", 41, 3), ("b.png", 40, 5)]
+    # The 21x21 square (10..30) has its deepest pixel at (20, 20): point (20.5, 20.5); the box-only annotation uses its centre.
+    for record, name, point in ((results[0], "a.png", [20.5, 20.5]), (results[1], "b.png", [50.0, 35.0])):
+        masks, iou = reference(model, read_image(folder / name), {"points": [point], "labels": [1]})
+        decoded = mask_utils.decode({"size": record["segmentation"]["size"], "counts": record["segmentation"]["counts"].encode()})
+        np.testing.assert_array_equal(decoded.astype(bool), masks[0])
