@@ -223,6 +223,7 @@ class AutomaticMaskGenerator(RobustAutomaticMaskGenerator):
     """RobustAutomaticMaskGenerator whose `min_mask_region_area` works without OpenCV."""
 
     def __init__(self, model: RobustSam, robust: bool = True, precision: str = "fp32", **kwargs: Any) -> None:
+        # SAM's __init__ imports cv2 when min_mask_region_area > 0; set it after instead.
         min_area = kwargs.pop("min_mask_region_area", 0)
         super().__init__(model, robust=robust, precision=precision, **kwargs)
         self.min_mask_region_area = min_area
