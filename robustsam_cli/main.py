@@ -52,3 +52,7 @@ from .prior import prior  # noqa: E402
 cli.add_command(prior)
 from .restore import restore  # noqa: E402
 cli.add_command(restore)
+    """RobustSAM: Segment Anything robustly on degraded images."""
+
+from .segment import segment  # noqa: E402
+cli.add_command(segment)
