@@ -50,3 +50,7 @@ from .segment import segment  # noqa: E402
 
 for command in (segment, eval_command, prior, restore, info):
     cli.add_command(command)
+
+from .degrade import degrade  # noqa: E402
+
+cli.add_command(degrade)

@@ -1,0 +1,44 @@
+"""Per-sample random draws on the CPU, shared by the degradations."""
+
+from __future__ import annotations
+
+from typing import Callable, List, Sequence, Tuple
+
+import torch
+
+Range = Tuple[float, float]
+
+
+def at_level(table: Sequence, level: int):
+    """The entry of a five-entry table for severity `level` (1..5)."""
+    return table[level - 1]
+
+
+def unit(generator: torch.Generator) -> float:
+    """One draw from U[0, 1)."""
+    return float(torch.rand((), generator=generator))
+
+
+def lerp(bounds: Range, u: float) -> float:
+    """bounds[0] + u * (bounds[1] - bounds[0]): parameters are drawn as a unit variate mapped into a
+    level's range, so the same seed gives a parameter that grows monotonically with the level."""
+    return bounds[0] + u * (bounds[1] - bounds[0])
+
+
+def per_sample(generators: Sequence[torch.Generator], draw: Callable[[torch.Generator], float]) -> torch.Tensor:
+    """(B,) float64 CPU tensor of one scalar drawn per sample."""
+    return torch.tensor([draw(g) for g in generators], dtype=torch.float64)
+
+
+def fields(
+    generators: Sequence[torch.Generator], draw: Callable[[torch.Generator], torch.Tensor], like: torch.Tensor
+) -> torch.Tensor:
+    """Stacks one CPU tensor drawn per sample and moves it to `like`'s device and dtype."""
+    stacked = torch.stack([draw(g) for g in generators])
+    return stacked.to(device=like.device, dtype=like.dtype)
+
+
+def odd_sizes(generators: Sequence[torch.Generator], low: int, high: int) -> List[int]:
+    """One odd integer in [low, high] per sample (low, high odd)."""
+    count = (high - low) // 2 + 1
+    return [low + 2 * min(int(unit(g) * count), count - 1) for g in generators]
