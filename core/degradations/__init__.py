@@ -23,7 +23,7 @@ from .registry import (
 @register("identity")
 def identity(images, generators, level):
     """The clear image (training draws it alongside the 15 types)."""
-    return images
+    return images.clone()
 
 
 # Modules register in import order; list the published types in the published order.

@@ -68,8 +68,9 @@ def frosted_glass_blur(images: torch.Tensor, generators: Sequence[torch.Generato
     radius = at_level(GLASS_RADIUS, level)
     batch, channels, height, width = images.shape
     offsets = fields(
-        generators, lambda g: torch.randint(-radius, radius + 1, (2, height, width), generator=g), images
-    ).long()
+        generators, (2, height, width), lambda out, g: out.random_(-radius, radius + 1, generator=g), images,
+        dtype=torch.int64,
+    )
     rows = (torch.arange(height, device=images.device).view(1, height, 1) + offsets[:, 0]).clamp(0, height - 1)
     cols = (torch.arange(width, device=images.device).view(1, 1, width) + offsets[:, 1]).clamp(0, width - 1)
     source = (rows * width + cols).view(batch, 1, height * width).expand(batch, channels, height * width)

@@ -46,7 +46,7 @@ def elastic_transform(images: torch.Tensor, generators: Sequence[torch.Generator
     # warpAffine(M) gives out(x) = in(M^-1 x): sample with the map from target back to source points
     inverse = _affine_from_points(sources + shifts, sources).to(images)
 
-    noise = fields(generators, lambda g: torch.rand(2, height, width, generator=g) * 2 - 1, images)
+    noise = fields(generators, (2, height, width), lambda out, g: out.uniform_(-1.0, 1.0, generator=g), images)
     window = min(ELASTIC_WINDOW, largest_odd_kernel(height, width))
     displacement = gaussian_blur2d(noise, window, (ELASTIC_SIGMA, ELASTIC_SIGMA), border_type="reflect")
     ys, xs = torch.meshgrid(

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import torch
 from kornia.color import hls_to_rgb, rgb_to_hls
-from kornia.enhance import adjust_contrast_with_mean_subtraction, adjust_hue, adjust_saturation
+from kornia.enhance import adjust_contrast_with_mean_subtraction, adjust_hue, adjust_saturation_with_gray_subtraction
 
 from .registry import register
 from .sampling import at_level, fields, lerp, per_sample, unit
@@ -50,20 +50,21 @@ def contrast(images: torch.Tensor, generators: Sequence[torch.Generator], level:
     """(x - 128/255) * c + 128/255, c ~ U(1.6, 1.7) at level 3."""
     bounds = at_level(CONTRAST_FACTOR, level)
     factor = per_sample(generators, lambda g: lerp(bounds, unit(g)))
-    return (images - CONTRAST_PIVOT) * _batch(factor, images) + CONTRAST_PIVOT
+    return (images - CONTRAST_PIVOT).mul_(_batch(factor, images)).add_(CONTRAST_PIVOT)
 
 
 @register("gauss_noise")
 def gauss_noise(images: torch.Tensor, generators: Sequence[torch.Generator], level: int) -> torch.Tensor:
     """Adds N(0, var) per pixel and channel, var ~ U(250, 260) on the 0-255 scale at level 3."""
     bounds = at_level(GAUSS_VARIANCE, level)
-    _, channels, height, width = images.shape
+    stds = []
 
-    def draw(g: torch.Generator) -> torch.Tensor:
-        std = math.sqrt(lerp(bounds, unit(g))) / 255.0
-        return torch.randn(channels, height, width, generator=g) * std
+    def fill(out: torch.Tensor, g: torch.Generator) -> None:
+        stds.append(math.sqrt(lerp(bounds, unit(g))) / 255.0)
+        out.normal_(generator=g)
 
-    return images + fields(generators, draw, images)
+    noise = fields(generators, images.shape[1:], fill, images)
+    return noise.mul_(_batch(torch.tensor(stds), images)).add_(images)
 
 
 @register("ISO_noise")
@@ -86,7 +87,8 @@ def iso_noise(images: torch.Tensor, generators: Sequence[torch.Generator], level
         light_noise = torch.poisson(rate, generator=g) / 255.0
         return torch.stack([hue_noise, light_noise])
 
-    noise = torch.stack([draw(g, float(std)) for g, std in zip(generators, lightness_std)]).to(images)
+    noise = torch.stack([draw(g, float(std)) for g, std in zip(generators, lightness_std)])
+    noise = noise.to(device=images.device, dtype=images.dtype)
     hue = torch.remainder(hls[:, 0] + noise[:, 0], 2 * math.pi)
     lightness = hls[:, 1] + noise[:, 1] * (1.0 - hls[:, 1])
     return hls_to_rgb(torch.stack([hue, lightness.clamp(0.0, 1.0), hls[:, 2]], dim=1))
@@ -97,15 +99,15 @@ def impulse_noise(images: torch.Tensor, generators: Sequence[torch.Generator], l
     """Multiplicative noise, as published under this name: every pixel and channel times its own
     multiplier ~ U(1.4, 1.5) at level 3."""
     low, high = at_level(MULTIPLIER, level)
-    _, channels, height, width = images.shape
-    multiplier = fields(generators, lambda g: torch.rand(channels, height, width, generator=g), images)
-    return images * (low + (high - low) * multiplier)
+    multiplier = fields(generators, images.shape[1:], lambda out, g: out.uniform_(low, high, generator=g), images)
+    return multiplier.mul_(images)
 
 
 @register("color_jitter")
 def color_jitter(images: torch.Tensor, generators: Sequence[torch.Generator], level: int) -> torch.Tensor:
     """torchvision-style jitter in a fixed order: brightness x U(1 - 0.7, 1 + 0.7), contrast about
-    the grey mean x U(0.7, 1.3), saturation x U(0.3, 1.7), hue + U(-0.7, 0.7) turns (level 3)."""
+    the grey mean x U(0.7, 1.3), saturation (blend with grey) x U(0.3, 1.7), hue + U(-0.7, 0.7)
+    turns (level 3)."""
     amplitudes = at_level(JITTER, level)
 
     def draw(g: torch.Generator) -> torch.Tensor:
@@ -116,7 +118,7 @@ def color_jitter(images: torch.Tensor, generators: Sequence[torch.Generator], le
     factors = (1 + offsets[:, :3]).to(device=images.device, dtype=images.dtype)
     hue_turns = torch.remainder(offsets[:, 3] + 0.5, 1.0) - 0.5  # wrap to [-0.5, 0.5) turns
     hue = (hue_turns * 2 * math.pi).to(device=images.device, dtype=images.dtype)
-    out = (images * factors[:, 0].view(-1, 1, 1, 1)).clamp(0.0, 1.0)
-    out = adjust_contrast_with_mean_subtraction(out, factors[:, 1]).clamp(0.0, 1.0)
-    out = adjust_saturation(out, factors[:, 2]).clamp(0.0, 1.0)
+    out = (images * factors[:, 0].view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
+    out = adjust_contrast_with_mean_subtraction(out, factors[:, 1]).clamp_(0.0, 1.0)
+    out = adjust_saturation_with_gray_subtraction(out, factors[:, 2]).clamp_(0.0, 1.0)
     return adjust_hue(out, hue)

@@ -20,7 +20,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 import torch
 
 # A degradation takes images (B, 3, H, W) float in [0, 1], one CPU generator per sample and a
-# severity level 1..5, and returns images of the same shape (clamping is done by `degrade`).
+# severity level 1..5, and returns a new tensor of the same shape; `degrade` clamps it in place.
 Degradation = Callable[[torch.Tensor, Sequence[torch.Generator], int], torch.Tensor]
 GeneratorArg = Union[torch.Generator, Sequence[torch.Generator], None]
 
@@ -137,10 +137,12 @@ def degrade(
         raise ValueError(f"unknown degradation {unknown[0]!r}; known: {', '.join(DEGRADATIONS)}")
     generators = resolve_generators(generator, batch)
     work = working_copy(images)
-    out = torch.empty_like(work)
-    for name in dict.fromkeys(names):  # first-seen order; each type runs once on its samples
-        index = [i for i, n in enumerate(names) if n == name]
-        selected = work if len(index) == batch else work[index]
-        result = DEGRADATIONS[name](selected, [generators[i] for i in index], level)
-        out[index] = result.to(out.dtype)
+    kinds_in_order = list(dict.fromkeys(names))  # each type runs once, on all of its samples
+    if len(kinds_in_order) == 1:
+        out = DEGRADATIONS[kinds_in_order[0]](work, generators, level)
+    else:
+        out = torch.empty_like(work)
+        for name in kinds_in_order:
+            index = [i for i, n in enumerate(names) if n == name]
+            out[index] = DEGRADATIONS[name](work[index], [generators[i] for i in index], level).to(out.dtype)
     return out.clamp_(0.0, 1.0).to(images.dtype)

@@ -31,11 +31,19 @@ def per_sample(generators: Sequence[torch.Generator], draw: Callable[[torch.Gene
 
 
 def fields(
-    generators: Sequence[torch.Generator], draw: Callable[[torch.Generator], torch.Tensor], like: torch.Tensor
+    generators: Sequence[torch.Generator],
+    shape: Sequence[int],
+    fill: Callable[[torch.Tensor, torch.Generator], object],
+    like: torch.Tensor,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """Stacks one CPU tensor drawn per sample and moves it to `like`'s device and dtype."""
-    stacked = torch.stack([draw(g) for g in generators])
-    return stacked.to(device=like.device, dtype=like.dtype)
+    """(B, *shape) random fields: `fill(slice, generator)` fills each sample's slice in place on the
+    CPU, then the whole buffer moves to `like`'s device (and dtype, for floating buffers)."""
+    buffer = torch.empty(len(generators), *shape, dtype=dtype)
+    for out, generator in zip(buffer, generators):
+        fill(out, generator)
+    target = like.dtype if dtype.is_floating_point else dtype
+    return buffer.to(device=like.device, dtype=target)
 
 
 def odd_sizes(generators: Sequence[torch.Generator], low: int, high: int) -> List[int]:

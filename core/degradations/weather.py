@@ -54,11 +54,11 @@ def snow(images: torch.Tensor, generators: Sequence[torch.Generator], level: int
     units = per_sample(generators, unit)
     threshold = (units * (point_bounds[1] - point_bounds[0]) + point_bounds[0]) / 2 + 1 / 3
 
-    def draw_flakes(g: torch.Generator) -> torch.Tensor:
+    def fill_flakes(out: torch.Tensor, g: torch.Generator) -> None:
         cell = 1.0 / (1.0 - lerp(size_bounds, unit(g)))
-        return sparse_points(g, height, width, cell, density * FLAKE_RATE)[None]
+        out[0] = sparse_points(g, height, width, cell, density * FLAKE_RATE)
 
-    flakes = fields(generators, draw_flakes, images)
+    flakes = fields(generators, (1, height, width), fill_flakes, images)
     angles = per_sample(generators, lambda g: 60.0 + 60.0 * unit(g))  # falling, up to 30 degrees off vertical
     fall = min(SNOW_FALL_KERNEL, largest_odd_kernel(height, width))
     if fall >= 3:
@@ -81,7 +81,7 @@ def fog(images: torch.Tensor, generators: Sequence[torch.Generator], level: int)
     coef_bounds, cloud_alpha = at_level(FOG, level)
     _, _, height, width = images.shape
     coef = per_sample(generators, lambda g: lerp(coef_bounds, unit(g))).to(images).view(-1, 1, 1, 1)
-    cloud = fields(generators, lambda g: fractal_noise(g, height, width)[None], images)
+    cloud = fields(generators, (1, height, width), lambda out, g: out[0].copy_(fractal_noise(g, height, width)), images)
     opacity = (coef * 2.0 + cloud_alpha * 4.0 * cloud).clamp(0.0, 1.0)
     # fog scatters light: blur what is behind it, more where the fog is dense
     softened = gaussian_blur2d(images, 5, (1.5, 1.5))
