@@ -1,11 +1,14 @@
 """Each degradation does what its published parameters say, reproducibly and batch-independently."""
 
+import io
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from kornia.color import rgb_to_hls
+from PIL import Image
 
 from core.degradations import (
     DEGRADATIONS,
@@ -158,14 +161,11 @@ def test_compression_at_quality_5_to_10_leaves_8x8_blocks():
 
 
 def test_jpeg_codec_matches_libjpeg():
-    io = pytest.importorskip("io")
-    np = pytest.importorskip("numpy")
-    image = pytest.importorskip("PIL.Image")
     x = smooth_images(batch=1, height=48, width=64)
     pixels = (x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     buffer = io.BytesIO()
-    image.fromarray(pixels).save(buffer, format="JPEG", quality=8)
-    reference = torch.from_numpy(np.asarray(image.open(buffer))).permute(2, 0, 1)[None].float() / 255
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=8)
+    reference = torch.from_numpy(np.array(Image.open(buffer))).permute(2, 0, 1)[None].float() / 255
     ours = jpeg(torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255, torch.tensor([8]))
     error = float((ours - reference).abs().mean())
     compression_error = float((x - reference).abs().mean())
