@@ -50,16 +50,16 @@ def zoom_blur(images: torch.Tensor, generators: Sequence[torch.Generator], level
     max_factor = at_level(ZOOM_MAX_FACTOR, level)
     steps = per_sample(generators, lambda g: lerp(ZOOM_STEP, unit(g)))
     counts = torch.ceil((max_factor - 1.0) / steps).long() - 1  # zooms strictly below max_factor
+    identity = torch.eye(2, 3, dtype=images.dtype, device=images.device)[None]
+    base = F.affine_grid(identity, [1, *images.shape[1:]], align_corners=False)  # (1, H, W, 2)
     total = images.clone()
     for k in range(1, int(counts.max()) + 1):
-        active = counts >= k
-        scale = (1.0 + k * steps).clamp_max(max_factor)
-        theta = torch.zeros(len(generators), 2, 3, dtype=torch.float64)
-        theta[:, 0, 0] = theta[:, 1, 1] = 1.0 / scale
-        grid = F.affine_grid(theta.to(images), list(images.shape), align_corners=False)
-        zoomed = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        total = total + zoomed * active.to(images).view(-1, 1, 1, 1)
-    return total / (counts.clamp_min(0) + 1).to(images).view(-1, 1, 1, 1)
+        # samples with fewer zooms get a weight of 0 for this one
+        weight = (counts >= k).to(images).view(-1, 1, 1, 1)
+        inverse_scale = (1.0 / (1.0 + k * steps)).to(images).view(-1, 1, 1, 1)
+        zoomed = F.grid_sample(images, base * inverse_scale, mode="bilinear", padding_mode="border", align_corners=False)
+        total.addcmul_(zoomed, weight)
+    return total.div_((counts.clamp_min(0) + 1).to(images).view(-1, 1, 1, 1))
 
 
 @register("frosted_glass_blur")

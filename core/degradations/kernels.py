@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -45,19 +45,27 @@ def largest_odd_kernel(height: int, width: int) -> int:
     return max(1, side - 1 if side % 2 == 0 else side - 2)
 
 
-def fractal_noise(generator: torch.Generator, height: int, width: int, octaves: int = 5) -> torch.Tensor:
-    """(H, W) cloud-like noise in [0, 1]: random grids of 2, 4, 8, ... cells across the short side,
-    upsampled bilinearly and summed with amplitudes 1, 1/2, 1/4, ..., then min-max normalised."""
-    total = torch.zeros(height, width)
+CLOUD_GRID = 64  # cells across the short side of the grid clouds are built on; finest octave: 32
+
+
+def cloud_shape(height: int, width: int) -> Tuple[int, int]:
+    """The size of the coarse grid `fractal_noise` fills for an image of this size."""
     short = min(height, width)
+    return max(2, round(CLOUD_GRID * height / short)), max(2, round(CLOUD_GRID * width / short))
+
+
+def fractal_noise(generator: torch.Generator, shape: Tuple[int, int], octaves: int = 5) -> torch.Tensor:
+    """(h, w) cloud-like noise in [0, 1] on a coarse grid (see `cloud_shape`): random grids of 2, 4,
+    8, ... cells across the short side, upsampled bilinearly and summed with amplitudes 1, 1/2,
+    1/4, ..., then min-max normalised. Callers upsample it to the image: clouds are smooth."""
+    total = torch.zeros(1, 1, *shape)
     for octave in range(octaves):
         cells = 2 ** (octave + 1)
-        grid_h = max(2, round(cells * height / short))
-        grid_w = max(2, round(cells * width / short))
-        grid = torch.rand(1, 1, grid_h, grid_w, generator=generator)
-        total += F.interpolate(grid, size=(height, width), mode="bilinear", align_corners=False)[0, 0] / 2**octave
+        grid_shape = (max(2, shape[0] * cells // CLOUD_GRID), max(2, shape[1] * cells // CLOUD_GRID))
+        grid = torch.rand(1, 1, *grid_shape, generator=generator)
+        total += F.interpolate(grid, size=shape, mode="bilinear", align_corners=False) / 2**octave
     low, high = total.min(), total.max()
-    return (total - low) / (high - low).clamp_min(1e-6)
+    return ((total - low) / (high - low).clamp_min(1e-6))[0, 0]
 
 
 def sparse_points(generator: torch.Generator, height: int, width: int, cell: float, density: float) -> torch.Tensor:

@@ -10,7 +10,7 @@ from kornia.color import hls_to_rgb, rgb_to_hls
 from kornia.enhance import adjust_contrast_with_mean_subtraction, adjust_hue, adjust_saturation_with_gray_subtraction
 
 from .registry import register
-from .sampling import at_level, fields, lerp, per_sample, unit
+from .sampling import at_level, fields, lerp, per_sample, poisson, unit
 
 # Ranges per severity level 1..5; index 2 (level 3) is the published setting.
 BRIGHTNESS_FACTOR = ((0.9, 0.95), (0.8, 0.9), (0.6, 0.8), (0.45, 0.6), (0.3, 0.45))
@@ -83,8 +83,8 @@ def iso_noise(images: torch.Tensor, generators: Sequence[torch.Generator], level
         hue_noise = torch.randn(height, width, generator=g) * (color_shift * intensity * 2 * math.pi)
         # the rate depends on the image; rounding it keeps device/batch float differences (~1e-7)
         # from changing Poisson draws, so CPU, GPU and one-by-one runs draw the same counts
-        rate = torch.full((height, width), round(lightness_std * intensity * 255.0, 2))
-        light_noise = torch.poisson(rate, generator=g) / 255.0
+        rate = round(lightness_std * intensity * 255.0, 2)
+        light_noise = poisson(g, rate, (height, width)) / 255.0
         return torch.stack([hue_noise, light_noise])
 
     noise = torch.stack([draw(g, float(std)) for g, std in zip(generators, lightness_std)])

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-from kornia.color import hls_to_rgb, rgb_to_hls
+import torch.nn.functional as F
 from kornia.filters import gaussian_blur2d
 
-from .kernels import correlate_per_sample, fractal_noise, largest_odd_kernel, motion_kernels, sparse_points
+from .kernels import cloud_shape, correlate_per_sample, fractal_noise, largest_odd_kernel, motion_kernels, sparse_points
 from .registry import register
 from .sampling import at_level, fields, lerp, per_sample, unit
 
@@ -40,6 +40,16 @@ RAIN_OPACITY = 1.0
 FLAKE_OPACITY = 4.0
 
 
+def with_lightness(images: torch.Tensor, lightness: torch.Tensor, new_lightness: torch.Tensor) -> torch.Tensor:
+    """Sets the HLS lightness of RGB images (B, 3, H, W) to `new_lightness` (B, 1, H, W), keeping hue
+    and HLS saturation, without a colour-space round trip: with chroma = S * (1 - |2L - 1|), every
+    channel is L + (c - L) * chroma' / chroma."""
+    spread = 1 - (2 * lightness - 1).abs()
+    ratio = (1 - (2 * new_lightness - 1).abs()) / spread.clamp_min(1e-6)
+    ratio = torch.where(spread > 1e-6, ratio, torch.zeros_like(ratio))  # black or white: no chroma
+    return (images - lightness).mul_(ratio).add_(new_lightness)
+
+
 def _streaked(layer: torch.Tensor, lengths: Sequence[int], angles: torch.Tensor) -> torch.Tensor:
     """Smears particle fields (B, 1, H, W) along per-sample lines of the given odd lengths."""
     return correlate_per_sample(layer, motion_kernels(lengths, angles, layer.device))
@@ -47,7 +57,7 @@ def _streaked(layer: torch.Tensor, lengths: Sequence[int], angles: torch.Tensor)
 
 @register("snow")
 def snow(images: torch.Tensor, generators: Sequence[torch.Generator], level: int) -> torch.Tensor:
-    """albumentations-style snow point (HLS lightness below (p / 2 + 1/3) multiplied by 2.5,
+    """albumentations-style snow point (HLS lightness below p / 2 + 1/3 multiplied by 2.5,
     p ~ U(0.3, 0.7)) plus falling flakes (density 0.35, size ~ U(0.6, 0.8): cells of 1 / (1 - size) px)."""
     point_bounds, gain, density, size_bounds = at_level(SNOW, level)
     _, _, height, width = images.shape
@@ -65,12 +75,11 @@ def snow(images: torch.Tensor, generators: Sequence[torch.Generator], level: int
         flakes = _streaked(flakes, [fall] * len(generators), angles)
     alpha = (flakes * FLAKE_OPACITY).clamp(0.0, 1.0)
 
-    hls = rgb_to_hls(images)
-    lightness = hls[:, 1:2]
+    lightness = (images.amax(dim=1, keepdim=True) + images.amin(dim=1, keepdim=True)) / 2
     below = lightness < threshold.to(images).view(-1, 1, 1, 1)
-    lightness = torch.where(below, (lightness * gain).clamp(max=1.0), lightness)
-    snowy = hls_to_rgb(torch.cat([hls[:, :1], lightness, hls[:, 2:]], dim=1)).clamp(0.0, 1.0)
-    return snowy * (1 - alpha) + alpha
+    brighter = torch.where(below, (lightness * gain).clamp(max=1.0), lightness)
+    snowy = with_lightness(images, lightness, brighter)
+    return snowy.mul_(1 - alpha).add_(alpha)
 
 
 @register("fog")
@@ -81,7 +90,9 @@ def fog(images: torch.Tensor, generators: Sequence[torch.Generator], level: int)
     coef_bounds, cloud_alpha = at_level(FOG, level)
     _, _, height, width = images.shape
     coef = per_sample(generators, lambda g: lerp(coef_bounds, unit(g))).to(images).view(-1, 1, 1, 1)
-    cloud = fields(generators, (1, height, width), lambda out, g: out[0].copy_(fractal_noise(g, height, width)), images)
+    shape = cloud_shape(height, width)
+    coarse = fields(generators, (1, *shape), lambda out, g: out[0].copy_(fractal_noise(g, shape)), images)
+    cloud = F.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)
     opacity = (coef * 2.0 + cloud_alpha * 4.0 * cloud).clamp(0.0, 1.0)
     # fog scatters light: blur what is behind it, more where the fog is dense
     softened = gaussian_blur2d(images, 5, (1.5, 1.5))
