@@ -77,18 +77,18 @@ def iso_noise(images: torch.Tensor, generators: Sequence[torch.Generator], level
     hls = rgb_to_hls(images)
     lightness_std = hls[:, 1].flatten(1).std(dim=1).cpu()
 
-    def draw(g: torch.Generator, lightness_std: float) -> torch.Tensor:
+    stds = iter(lightness_std.tolist())
+
+    def fill(out: torch.Tensor, g: torch.Generator) -> None:
         u = unit(g)
         color_shift, intensity = lerp(shift_bounds, u), lerp(intensity_bounds, u)
-        hue_noise = torch.randn(height, width, generator=g) * (color_shift * intensity * 2 * math.pi)
+        out[0].normal_(generator=g).mul_(color_shift * intensity * 2 * math.pi)
         # the rate depends on the image; rounding it keeps device/batch float differences (~1e-7)
         # from changing Poisson draws, so CPU, GPU and one-by-one runs draw the same counts
-        rate = round(lightness_std * intensity * 255.0, 2)
-        light_noise = poisson(g, rate, (height, width)) / 255.0
-        return torch.stack([hue_noise, light_noise])
+        rate = round(next(stds) * intensity * 255.0, 2)
+        out[1] = poisson(g, rate, (height, width)).div_(255.0)
 
-    noise = torch.stack([draw(g, float(std)) for g, std in zip(generators, lightness_std)])
-    noise = noise.to(device=images.device, dtype=images.dtype)
+    noise = fields(generators, (2, height, width), fill, images)
     hue = torch.remainder(hls[:, 0] + noise[:, 0], 2 * math.pi)
     lightness = hls[:, 1] + noise[:, 1] * (1.0 - hls[:, 1])
     return hls_to_rgb(torch.stack([hue, lightness.clamp(0.0, 1.0), hls[:, 2]], dim=1))
