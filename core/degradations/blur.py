@@ -19,10 +19,11 @@ GLASS_RADIUS = (1, 2, 3, 4, 6)
 
 
 def resample(images: torch.Tensor, factor: int) -> torch.Tensor:
-    """Downscales by the integer `factor` (means of factor x factor blocks, as OpenCV's INTER_AREA)
-    and scales back up to the input size (bilinear)."""
+    """Downscales by `factor` (area averaging, as OpenCV's INTER_AREA) and scales back up to the
+    input size (bilinear)."""
     height, width = images.shape[-2:]
-    down = F.avg_pool2d(images, factor, ceil_mode=True)
+    small = (max(1, round(height / factor)), max(1, round(width / factor)))
+    down = F.interpolate(images, size=small, mode="area")
     return F.interpolate(down, size=(height, width), mode="bilinear", align_corners=False)
 
 
