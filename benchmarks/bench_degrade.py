@@ -105,7 +105,9 @@ def main(argv: Optional[List[str]] = None) -> None:
             if kind in reference:
                 transform = reference[kind]()
                 count = args.albu_images
-                seconds = median_seconds(lambda: [transform(image=p) for p in pixels[:count]], args.repeats, lambda: None)
+                seconds = median_seconds(
+                    lambda: [transform(image=p) for p in pixels[:count]], args.repeats, lambda: None
+                )
                 albu_rate = count / seconds
             for batch in args.batches:
                 images = torch.from_numpy(pixels[:batch]).permute(0, 3, 1, 2).float().div(255).to(device)

@@ -141,7 +141,8 @@ def _degrade_chunk(
               help="'all' (the 15 published types) or a comma-separated list; 'mixed' is the LQSeg-style chain.")
 @click.option("--level", type=click.IntRange(1, 5), default=DEFAULT_LEVEL, show_default=True,
               help="Severity 1-5; 3 is the published setting.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Each file's generator is seeded from (seed, type, name).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Each file's generator is seeded from (seed, type, file name).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
               help="Images degraded together (same-size images share a batch).")

@@ -58,7 +58,8 @@ def zoom_blur(images: torch.Tensor, generators: Sequence[torch.Generator], level
         # samples with fewer zooms get a weight of 0 for this one
         weight = (counts >= k).to(images).view(-1, 1, 1, 1)
         inverse_scale = (1.0 / (1.0 + k * steps)).to(images).view(-1, 1, 1, 1)
-        zoomed = F.grid_sample(images, base * inverse_scale, mode="bilinear", padding_mode="border", align_corners=False)
+        grid = base * inverse_scale
+        zoomed = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
         total.addcmul_(zoomed, weight)
     return total.div_((counts.clamp_min(0) + 1).to(images).view(-1, 1, 1, 1))
 

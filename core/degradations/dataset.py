@@ -34,7 +34,8 @@ def find_mask(masks: Path, image: Path) -> Path:
     for candidate in (masks / f"{image.stem}.npy", masks / f"{image.stem}.png", masks / image.stem):
         if candidate.exists():
             return candidate
-    raise InputError(f"{masks}: no mask for {image.name} (looked for {image.stem}.npy, {image.stem}.png, {image.stem}/)")
+    stem = image.stem
+    raise InputError(f"{masks}: no mask for {image.name} (looked for {stem}.npy, {stem}.png, {stem}/)")
 
 
 def _label_masks(labels: np.ndarray) -> np.ndarray:

@@ -141,8 +141,10 @@ def degrade(
     if work.device.type == "cpu" and batch > CPU_CHUNK:
         # On the CPU a whole batch of large images falls out of cache and runs slower per image than
         # a few at a time; per-sample generators make the chunking invisible in the result.
-        chunks = range(0, batch, CPU_CHUNK)
-        parts = [_run(work[i : i + CPU_CHUNK], names[i : i + CPU_CHUNK], generators[i : i + CPU_CHUNK], level) for i in chunks]
+        parts = []
+        for start in range(0, batch, CPU_CHUNK):
+            end = start + CPU_CHUNK
+            parts.append(_run(work[start:end], names[start:end], generators[start:end], level))
         return torch.cat(parts).to(images.dtype)
     return _run(work, names, generators, level).to(images.dtype)
 
