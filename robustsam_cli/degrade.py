@@ -172,7 +172,10 @@ def degrade(
     if output is None:
         raise click.UsageError("-o/--output is required")
     kinds = parse_types(types_spec)
-    torch_device = resolve_device(device)
+    try:
+        torch_device = resolve_device(device)
+    except (RuntimeError, ValueError) as error:
+        raise InputError(f"--device: {error}".splitlines()[0]) from None
     if preview is not None:
         sheet_kinds = kinds if types_spec.strip() != "all" else list(PUBLISHED) + [MIXED]
         sheet = contact_sheet(

@@ -122,6 +122,7 @@ def test_preview_sheet(source: Path):
         (lambda s: [str(s / "images"), "-o", str(s / "out"), "--types", "hail"], "--types: unknown degradation"),
         (lambda s: [str(s / "images"), "-o", str(s / "out"), "--masks", str(s)], "no mask for a.png"),
         (lambda s: ["--preview", str(s / "missing.png"), "-o", str(s / "sheet.png")], "no such image file"),
+        (lambda s: [str(s / "images"), "-o", str(s / "out"), "--device", "abacus"], "--device:"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(source: Path, make_args, message):

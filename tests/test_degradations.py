@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from kornia.color import rgb_to_hls
+from kornia.enhance import adjust_hue
 from PIL import Image
 
 from core.degradations import (
@@ -20,6 +21,7 @@ from core.degradations import (
     sample_generators,
 )
 from core.degradations.codec import jpeg
+from core.degradations.photometric import rotate_hue
 from core.degradations.registry import DEGRADATIONS as REGISTRY
 
 ALL = list(PUBLISHED) + ["identity"]
@@ -238,6 +240,15 @@ def test_color_jitter_keeps_grey_images_grey():
     y = degrade(x, "color_jitter", generator=seeded(1))
     assert torch.allclose(y[:, 0], y[:, 1], atol=1e-4) and torch.allclose(y[:, 1], y[:, 2], atol=1e-4)
     assert not torch.allclose(y, x, atol=1e-2)
+
+
+def test_hue_rotation_matches_kornia():
+    x = torch.rand(3, 3, 16, 16, generator=seeded(0))
+    x[0] = 0.5  # grey: no hue to turn
+    turns = torch.tensor([0.69, -0.7, 0.2])
+    wrapped = torch.remainder(turns + 0.5, 1) - 0.5
+    assert torch.allclose(rotate_hue(x, turns), adjust_hue(x, wrapped * 2 * math.pi), atol=1e-5)
+    assert not torch.allclose(rotate_hue(x, turns)[1:], x[1:], atol=1e-2)
 
 
 def test_snow_brightens_dark_pixels_by_2_5_and_adds_flakes():
