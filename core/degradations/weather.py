@@ -36,7 +36,7 @@ SNOW_FALL_KERNEL = 5  # short streaks: flakes drift while the shutter is open
 FOG_COLOR = 0.85
 RAIN_COLOR = 0.8
 RAIN_DARKENING = 0.85
-RAIN_OPACITY = 1.0
+RAIN_MAX_OPACITY = 0.8
 FLAKE_OPACITY = 4.0
 
 
@@ -61,8 +61,7 @@ def snow(images: torch.Tensor, generators: Sequence[torch.Generator], level: int
     p ~ U(0.3, 0.7)) plus falling flakes (density 0.35, size ~ U(0.6, 0.8): cells of 1 / (1 - size) px)."""
     point_bounds, gain, density, size_bounds = at_level(SNOW, level)
     _, _, height, width = images.shape
-    units = per_sample(generators, unit)
-    threshold = (units * (point_bounds[1] - point_bounds[0]) + point_bounds[0]) / 2 + 1 / 3
+    threshold = per_sample(generators, lambda g: lerp(point_bounds, unit(g)) / 2 + 1 / 3)
 
     def fill_flakes(out: torch.Tensor, g: torch.Generator) -> None:
         cell = 1.0 / (1.0 - lerp(size_bounds, unit(g)))
@@ -108,18 +107,18 @@ def rain(images: torch.Tensor, generators: Sequence[torch.Generator], level: int
     _, _, height, width = images.shape
     units = per_sample(generators, unit)  # one variate for drop size and speed: severity stays monotone
 
-    drops = torch.stack(
-        [
-            sparse_points(g, height, width, 1.0 / (1.0 - lerp(size_bounds, float(u))), density)[None]
-            for g, u in zip(generators, units)
-        ]
-    ).to(images)
+    cells = iter([1.0 / (1.0 - lerp(size_bounds, float(u))) for u in units])
+
+    def fill_drops(out: torch.Tensor, g: torch.Generator) -> None:
+        out[0] = sparse_points(g, height, width, next(cells), density)
+
+    drops = fields(generators, (1, height, width), fill_drops, images)
     longest = largest_odd_kernel(height, width)
     lengths = [min(longest, 2 * round(lerp(speed_bounds, float(u)) * min(height, width) / 2) + 1) for u in units]
     angles = per_sample(generators, lambda g: 75.0 + 30.0 * unit(g))
     if max(lengths) >= 3:
         drops = _streaked(drops, lengths, angles)
-    # a streak spreads each drop over its length: scale back up so streak cores reach ~0.5 opacity
+    # a streak spreads each drop over its length: scale back up so streak cores stay visible
     spread = torch.tensor(lengths, dtype=images.dtype, device=images.device).view(-1, 1, 1, 1)
-    alpha = (drops * spread * RAIN_OPACITY).clamp(0.0, 0.8)
+    alpha = (drops * spread).clamp(0.0, RAIN_MAX_OPACITY)
     return images * RAIN_DARKENING * (1 - alpha) + RAIN_COLOR * alpha
