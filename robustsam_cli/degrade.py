@@ -86,6 +86,7 @@ def _degrade_chunk(
     tally: _Tally,
 ) -> None:
     """Writes every missing output of a few images; images of one size are degraded as one batch."""
+
     def missing(folder: str, name: str) -> bool:
         return overwrite or not (output / folder / name).exists()
 
