@@ -42,15 +42,12 @@ def cli() -> None:
 
 
 # Commands import the model stack; registering them after `cli` exists keeps `main` importable by them.
+from .degrade import degrade  # noqa: E402
 from .eval import eval_command  # noqa: E402
 from .info import info  # noqa: E402
 from .prior import prior  # noqa: E402
 from .restore import restore  # noqa: E402
 from .segment import segment  # noqa: E402
 
-for command in (segment, eval_command, prior, restore, info):
+for command in (segment, degrade, eval_command, prior, restore, info):
     cli.add_command(command)
-
-from .degrade import degrade  # noqa: E402
-
-cli.add_command(degrade)
