@@ -45,11 +45,6 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 PREFETCH_IMAGES = 2
 
 
-def default_checkpoint() -> Optional[Path]:
-    """The checkpoint used when none is given: the built-in model once the package ships one."""
-    return None
-
-
 @dataclass(frozen=True)
 class ImageFile:
     """An input image and its key: its POSIX path relative to the folder (or glob base) it was found in."""

@@ -13,7 +13,9 @@ from rich.table import Table
 from rich.text import Text
 
 from core import MODEL_CONFIGS, build_robustsam, resolve_device
-from core.segment import ImageResult, SegmentSummary, default_checkpoint, prepare_run
+from core.segment import ImageResult, SegmentSummary, prepare_run
+
+from .defaults import checkpoint_or_default
 
 # Flags of segment-anything's scripts/amg.py, as SamAutomaticMaskGenerator keyword arguments.
 _UNIT = click.FloatRange(0.0, 1.0)
@@ -130,9 +132,7 @@ def segment(
     torch_device = resolve_device(device)
     if precision == "fp16" and torch_device.type != "cuda":
         raise click.UsageError(f"fp16 (--half) needs a CUDA device, not {torch_device}; use --precision bf16 or fp32")
-    checkpoint = checkpoint or default_checkpoint()
-    if checkpoint is None:
-        raise click.UsageError("no built-in model yet: pass --checkpoint PATH (a RobustSAM or SAM .pth file)")
+    checkpoint = checkpoint_or_default(checkpoint)
 
     model = build_robustsam(model_type, checkpoint, sam_checkpoint=sam_checkpoint, device=torch_device)
     run = prepare_run(
