@@ -22,8 +22,9 @@ from train.evaluate import EvalSettings, ModelSpec, build_tables, count_images, 
               help="Published test split, or 'custom': --data is one Robust-Seg split folder or manifest JSON.")
 @click.option("--data", "data", type=click.Path(path_type=Path), required=True, help="Data root (or the custom dataset).")
 @click.option("--data-config", type=click.Path(path_type=Path), help="JSON {dataset: location} overriding where datasets lie under --data.")
-@click.option("--model", "models", multiple=True, required=True, metavar="NAME=CKPT[:sam]",
-              help="A model to evaluate (repeatable); ':sam' evaluates SAM's decoder path.")
+@click.option("--model", "models", multiple=True, default=("robustsam=default", "sam=default:sam"), show_default=True,
+              metavar="NAME=CKPT[:sam]",
+              help="A model to evaluate (repeatable); ':sam' evaluates SAM's decoder path; CKPT 'default' is the built-in model.")
 @click.option("--prompt", "prompt_type", type=click.Choice(PROMPT_TYPES), default="points", show_default=True,
               help="3 positive points from each ground-truth mask, or its box (adds COCO mask AP).")
 @click.option("--prompts-file", type=click.Path(path_type=Path), help="Reuse the prompts of an earlier run (its prompts.json).")

@@ -41,14 +41,13 @@ def cli() -> None:
     """
 
 
-from .info import info  # noqa: E402
-
-cli.add_command(info)
-
+# Commands import the model stack; registering them after `cli` exists keeps `main` importable by them.
+from .degrade import degrade  # noqa: E402
 from .eval import eval_command  # noqa: E402
-
-cli.add_command(eval_command)
+from .info import info  # noqa: E402
 from .prior import prior  # noqa: E402
-cli.add_command(prior)
 from .restore import restore  # noqa: E402
-cli.add_command(restore)
+from .segment import segment  # noqa: E402
+
+for command in (segment, degrade, eval_command, prior, restore, info):
+    cli.add_command(command)

@@ -19,6 +19,8 @@ from core.io import atomic_path, read_image
 from priors.data import collect_images, prior_files
 from priors.generate import PRIOR_GENERATOR_DEFAULTS, PriorGenerator, write_prior
 
+from .defaults import checkpoint_or_default
+
 MANIFEST = "prior.json"
 
 
@@ -48,14 +50,13 @@ def generator_settings(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_generator(options: dict[str, Any], device: str) -> PriorGenerator:
-    """A PriorGenerator from the parsed segmenter options; the checkpoint is required for now."""
-    if options["checkpoint"] is None:
-        raise click.UsageError("--checkpoint is required: no built-in segmenter ships yet; give a RobustSAM checkpoint (or a SAM one with --mode sam)")
+    """A PriorGenerator from the parsed segmenter options (no --checkpoint: the built-in model)."""
+    checkpoint = checkpoint_or_default(options["checkpoint"])
     robust = options["mode"] == "robust"
     with warnings.catch_warnings():
         if not robust:  # SAM's own path never uses the robust modules
             warnings.simplefilter("ignore", RobustModulesUninitialized)
-        model = build_robustsam(options["model_type"], options["checkpoint"], sam_checkpoint=options["sam_checkpoint"], device=resolve_device(device))
+        model = build_robustsam(options["model_type"], checkpoint, sam_checkpoint=options["sam_checkpoint"], device=resolve_device(device))
     return PriorGenerator(model, robust=robust, **generator_settings(options))
 
 

@@ -39,8 +39,6 @@ def attach_priors(pairs: Sequence[PairedImage], priors: Optional[Path], options:
             if not pair.gray.is_file():
                 raise InputError(f"{pair.gray}: no prior for {pair.name}; run `robustsam prior` on these images with -o {priors}")
         return
-    if options["checkpoint"] is None:
-        raise click.UsageError("this network takes a SAM prior: give --priors (from `robustsam prior`) or --checkpoint to compute it")
     generator = build_generator(options, device)
     with progress_bar() as bar:
         for pair in bar.track(pairs, description="priors"):

@@ -77,9 +77,10 @@ def test_prior_resumes_and_refuses_other_settings(tmp_path, images, checkpoint):
     assert result.exit_code == 2 and "prior.json" in result.output and "mode" in result.output
 
 
-def test_prior_errors(tmp_path, images, checkpoint):
+def test_prior_errors(tmp_path, images, checkpoint, monkeypatch):
+    monkeypatch.setattr("robustsam_cli.defaults.default_checkpoint", lambda: None)
     result = _prior("--task", "dehaze", images, "-o", tmp_path / "out")
-    assert result.exit_code == 2 and "--checkpoint is required" in result.output
+    assert result.exit_code == 2 and "no built-in model: pass --checkpoint" in result.output
     assert not (tmp_path / "out").exists()
     (images / "broken.png").write_bytes(b"not an image")
     result = _prior("--task", "deblur", images, "-o", tmp_path / "out", "--checkpoint", checkpoint, *GENERATOR)

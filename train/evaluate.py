@@ -23,6 +23,7 @@ import torch
 
 from core import RobustPredictor, build_robustsam
 from core.checkpoint import RobustModulesUninitialized
+from core.default_model import default_checkpoint
 from core.data import CLEAR, DatasetSpec, Sample, SampleReader
 from core.errors import InputError
 from core.metrics import (
@@ -53,6 +54,7 @@ ALL_DATASETS = "all"
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 # Boundary IoU needs int32 working arrays of the full image size; bound them per call.
 _BOUNDARY_CHUNK = 8
+DEFAULT_MODEL = "default"
 
 
 @dataclass(frozen=True)
@@ -65,14 +67,20 @@ class ModelSpec:
 
     @classmethod
     def parse(cls, text: str) -> "ModelSpec":
-        """'NAME=CKPT' (robust path) or 'NAME=CKPT:sam' (SAM's path)."""
+        """'NAME=CKPT' (robust path) or 'NAME=CKPT:sam' (SAM's path); CKPT 'default' is the built-in model."""
         name, sep, checkpoint = text.partition("=")
         if not sep or not name or not checkpoint:
             raise InputError(f"--model {text}: expected NAME=CHECKPOINT[:sam]")
         if not _MODEL_NAME.match(name):
             raise InputError(f"--model {text}: the name may only use letters, digits, '.', '_' and '-'")
         robust = not checkpoint.endswith(":sam")
-        return cls(name, Path(checkpoint if robust else checkpoint[: -len(":sam")]), robust)
+        checkpoint = checkpoint if robust else checkpoint[: -len(":sam")]
+        if checkpoint == DEFAULT_MODEL:
+            builtin = default_checkpoint()
+            if builtin is None:
+                raise InputError(f"--model {text}: this installation has no built-in model")
+            return cls(name, builtin, robust)
+        return cls(name, Path(checkpoint), robust)
 
 
 @dataclass

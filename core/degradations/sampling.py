@@ -1,0 +1,64 @@
+"""Per-sample random draws on the CPU, shared by the degradations."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, List, Sequence, Tuple
+
+import torch
+
+Range = Tuple[float, float]
+
+
+def at_level(table: Sequence, level: int):
+    """The entry of a five-entry table for severity `level` (1..5)."""
+    return table[level - 1]
+
+
+def unit(generator: torch.Generator) -> float:
+    """One draw from U[0, 1)."""
+    return float(torch.rand((), generator=generator))
+
+
+def lerp(bounds: Range, u: float) -> float:
+    """bounds[0] + u * (bounds[1] - bounds[0]): parameters are drawn as a unit variate mapped into a
+    level's range, so the same seed gives a parameter that grows monotonically with the level."""
+    return bounds[0] + u * (bounds[1] - bounds[0])
+
+
+def per_sample(generators: Sequence[torch.Generator], draw: Callable[[torch.Generator], float]) -> torch.Tensor:
+    """(B,) float64 CPU tensor of one scalar drawn per sample."""
+    return torch.tensor([draw(g) for g in generators], dtype=torch.float64)
+
+
+def fields(
+    generators: Sequence[torch.Generator],
+    shape: Sequence[int],
+    fill: Callable[[torch.Tensor, torch.Generator], object],
+    like: torch.Tensor,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """(B, *shape) random fields: `fill(slice, generator)` fills each sample's slice in place on the
+    CPU, then the whole buffer moves to `like`'s device (and dtype, for floating buffers)."""
+    buffer = torch.empty(len(generators), *shape, dtype=dtype)
+    for out, generator in zip(buffer, generators):
+        fill(out, generator)
+    target = like.dtype if dtype.is_floating_point else dtype
+    return buffer.to(device=like.device, dtype=target)
+
+
+def odd_sizes(generators: Sequence[torch.Generator], low: int, high: int) -> List[int]:
+    """One odd integer in [low, high] per sample (low, high odd)."""
+    count = (high - low) // 2 + 1
+    return [low + 2 * min(int(unit(g) * count), count - 1) for g in generators]
+
+
+def poisson(generator: torch.Generator, rate: float, shape: Sequence[int]) -> torch.Tensor:
+    """Poisson counts of one `rate` by inverting the CDF at uniform draws: exact up to the float32
+    resolution of the CDF, and several times faster than `torch.poisson` when all pixels share a rate."""
+    uniform = torch.rand(*shape, generator=generator)
+    if rate <= 0:
+        return torch.zeros(*shape)
+    counts = torch.arange(int(rate + 12 * math.sqrt(rate) + 12) + 1, dtype=torch.float64)
+    cdf = torch.cumsum(torch.exp(counts * math.log(rate) - rate - torch.lgamma(counts + 1)), 0)
+    return torch.searchsorted(cdf.float(), uniform).clamp_(max=len(counts) - 1).float()

@@ -1,0 +1,168 @@
+"""`robustsam segment`: segment image folders from prompt files, or segment everything in them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+from click.core import ParameterSource
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from core import MODEL_CONFIGS, build_robustsam, resolve_device
+from core.segment import ImageResult, SegmentSummary, prepare_run
+
+from .defaults import checkpoint_or_default
+
+# Flags of segment-anything's scripts/amg.py, as SamAutomaticMaskGenerator keyword arguments.
+_UNIT = click.FloatRange(0.0, 1.0)
+GENERATOR_OPTIONS = {
+    "points_per_side": (click.IntRange(min=1), 32, "Points sampled along each side of the image."),
+    "points_per_batch": (click.IntRange(min=1), 64, "Points decoded at once."),
+    "pred_iou_thresh": (float, 0.88, "Keep masks whose predicted IoU exceeds this."),
+    "stability_score_thresh": (float, 0.95, "Keep masks whose stability score reaches this."),
+    "stability_score_offset": (float, 1.0, "Logit offset for the stability score."),
+    "box_nms_thresh": (_UNIT, 0.7, "Box IoU above which duplicate masks are removed."),
+    "crop_n_layers": (click.IntRange(min=0), 0, "Layers of image crops to also segment."),
+    "crop_nms_thresh": (_UNIT, 0.7, "Box IoU above which duplicates between crops are removed."),
+    "crop_overlap_ratio": (_UNIT, 512 / 1500, "Overlap between crops, as a fraction of the crop size."),
+    "crop_n_points_downscale_factor": (click.IntRange(min=1), 1, "Points per side divided by this factor per crop layer."),
+    "min_mask_region_area": (click.IntRange(min=0), 0, "Fill holes and drop islands smaller than this many pixels."),
+}
+PROMPT_OPTIONS = ("prompt_from", "multimask", "all_masks", "prompt_batch")
+
+
+class ImagesPerSecondColumn(ProgressColumn):
+    """Images per second over the recent samples."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:.2f} images/s" if task.speed else "- images/s", style="progress.data.speed")
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+
+
+def _generator_options(function: Any) -> Any:
+    for name, (kind, default, help_text) in reversed(GENERATOR_OPTIONS.items()):
+        flag = "--" + name.replace("_", "-")
+        function = click.option(flag, name, type=kind, default=default, show_default=True, help=f"[segment everything] {help_text}")(function)
+    return function
+
+
+def _summary_table(summary: SegmentSummary) -> Table:
+    table = Table(title="robustsam segment")
+    for column in ("images", "skipped (done)", "prompts", "masks", "failures", "time"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        str(summary.images),
+        str(summary.skipped),
+        str(summary.prompts),
+        str(summary.masks),
+        str(len(summary.failures)),
+        f"{summary.seconds:.1f} s",
+    )
+    return table
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", "output_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+@click.option("--prompts", "prompts_path", type=click.Path(path_type=Path), help="The tool's prompt JSON or a COCO instances JSON; without it, segment everything.")
+@click.option("--prompt-from", type=click.Choice(["box", "point"]), default="box", show_default=True, help="COCO prompts: the box, or one interior point of the mask.")
+@click.option("--recursive", is_flag=True, help="Also search sub-folders (and ** in globs).")
+@click.option("--format", "output_format", type=click.Choice(["png", "coco", "label"]), default="png", show_default=True, help="png: DIR/<stem>/<k>.png + metadata.csv; coco: DIR/coco_results.json; label: DIR/<stem>.png (16-bit).")
+@click.option("--overlay", is_flag=True, help="Also write DIR/<stem>_overlay.png with masks, boxes and points drawn.")
+@click.option("--multimask", is_flag=True, help="Predict three masks per prompt and keep the one with the best predicted IoU.")
+@click.option("--all-masks", is_flag=True, help="With --multimask, keep all three (mask k = 3 * prompt + candidate).")
+@click.option("--prompt-batch", type=click.IntRange(min=1), default=16, show_default=True, help="Prompts decoded at once.")
+@click.option("--checkpoint", type=click.Path(path_type=Path), help="RobustSAM (or SAM) checkpoint .pth.")
+@click.option("--sam-checkpoint", type=click.Path(path_type=Path), help="SAM checkpoint under a robust-modules-only --checkpoint.")
+@click.option("--model-type", type=click.Choice(sorted(MODEL_CONFIGS)), help="Inferred from the checkpoint when omitted.")
+@click.option("--mode", type=click.Choice(["robust", "sam"]), default="robust", show_default=True, help="RobustSAM's path, or SAM's path with the same weights.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps, ...")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True, help="Autocast precision.")
+@click.option("--half", is_flag=True, help="Same as --precision fp16 (CUDA only).")
+@click.option("--overwrite", is_flag=True, help="Redo images whose outputs exist (default: skip them, resuming a run).")
+@_generator_options
+@click.pass_context
+def segment(
+    ctx: click.Context,
+    inputs: tuple[str, ...],
+    output_dir: Path,
+    prompts_path: Optional[Path],
+    prompt_from: str,
+    recursive: bool,
+    output_format: str,
+    overlay: bool,
+    multimask: bool,
+    all_masks: bool,
+    prompt_batch: int,
+    checkpoint: Optional[Path],
+    sam_checkpoint: Optional[Path],
+    model_type: Optional[str],
+    mode: str,
+    device: str,
+    precision: str,
+    half: bool,
+    overwrite: bool,
+    **generator_options: Any,
+) -> None:
+    """Segment INPUTS (folders, globs or image files) from prompts, or everything in them.
+
+    \b
+      robustsam segment imgs/ --prompts boxes.json -o masks/ --checkpoint robustsam_vit_b.pth
+      robustsam segment "imgs/*.jpg" -o masks/ --format coco --checkpoint robustsam_vit_b.pth
+    """
+    if prompts_path is not None:
+        given = [name for name in GENERATOR_OPTIONS if _given(ctx, name)]
+        if given:
+            raise click.UsageError(f"--{given[0].replace('_', '-')} is for segmenting everything; leave it out with --prompts")
+    else:
+        given = [name for name in PROMPT_OPTIONS if _given(ctx, name)]
+        if given:
+            raise click.UsageError(f"--{given[0].replace('_', '-')} needs --prompts")
+    if half:
+        if _given(ctx, "precision") and precision != "fp16":
+            raise click.UsageError(f"--half contradicts --precision {precision}")
+        precision = "fp16"
+    torch_device = resolve_device(device)
+    if precision == "fp16" and torch_device.type != "cuda":
+        raise click.UsageError(f"fp16 (--half) needs a CUDA device, not {torch_device}; use --precision bf16 or fp32")
+    checkpoint = checkpoint_or_default(checkpoint)
+
+    model = build_robustsam(model_type, checkpoint, sam_checkpoint=sam_checkpoint, device=torch_device)
+    run = prepare_run(
+        model,
+        inputs,
+        output_dir,
+        prompts=prompts_path,
+        prompt_from=prompt_from,
+        recursive=recursive,
+        output_format=output_format,
+        overlay=overlay,
+        multimask=multimask,
+        all_masks=all_masks,
+        prompt_batch=prompt_batch,
+        robust=mode == "robust",
+        precision=precision,
+        generator_options=generator_options,
+        overwrite=overwrite,
+    )
+    errors = Console(stderr=True)
+    columns = (TextColumn("segment"), BarColumn(), MofNCompleteColumn(), ImagesPerSecondColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=errors, transient=True) as progress:
+        task = progress.add_task("segment", total=len(run.pending))
+
+        def report(result: ImageResult) -> None:
+            if result.error is not None:
+                progress.console.print(f"Error: {result.error}", markup=False, highlight=False, soft_wrap=True)
+            progress.advance(task)
+
+        summary = run.run(report)
+    Console().print(_summary_table(summary))
+    if summary.failures:
+        ctx.exit(1)
