@@ -70,7 +70,8 @@ def segment_anything_sam(model: RobustSam) -> Sam:
 def make_predictor(path: str, model: RobustSam, precision: str) -> SamPredictor:
     if path == "segment_anything":
         return SamPredictor(segment_anything_sam(model))
-    return RobustPredictor(model, robust=path == "robust", precision=precision)
+    # Our SAM path on the same fused encoder as the robust path: the ratio is the robust modules' cost.
+    return RobustPredictor(model, robust=path == "robust", precision=precision, exact_sam=False)
 
 
 def test_image(height: int = 768, width: int = 1024) -> np.ndarray:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from segment_anything.modeling import ImageEncoderViT, PromptEncoder, Sam, TwoWayTransformer
@@ -71,9 +71,12 @@ class RobustSam(Sam):
         self.model_type = model_type
         self.exact_encoder = False
 
-    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Preprocessed images (B, 3, S, S) -> embedding (B, D, S/16, S/16), early feature (B, C_vit, S/16, S/16)."""
-        if not self.exact_encoder:
+    def encode(self, images: torch.Tensor, exact: Optional[bool] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Preprocessed images (B, 3, S, S) -> embedding (B, D, S/16, S/16), early feature (B, C_vit, S/16, S/16).
+
+        `exact` overrides `exact_encoder` for this call.
+        """
+        if not (self.exact_encoder if exact is None else exact):
             return encoder_forward(self.image_encoder, images, self.config.early_block)
         encoder = self.image_encoder
         x = encoder.patch_embed(images)

@@ -21,15 +21,18 @@ class RobustPredictor(SamPredictor):
       model: a RobustSam.
       robust: True for RobustSAM's path, False for SAM's (identical to SamPredictor).
       precision: 'fp32', or 'bf16' / 'fp16' autocast; the Fourier step stays in float32.
+      exact_sam: on SAM's path, encode with segment_anything's own encoder forward so that every
+        output equals SamPredictor's bit for bit (the fused-attention forward differs by ~1e-6).
     """
 
     model: RobustSam
 
-    def __init__(self, model: RobustSam, robust: bool = True, precision: str = "fp32") -> None:
+    def __init__(self, model: RobustSam, robust: bool = True, precision: str = "fp32", exact_sam: bool = True) -> None:
         if precision not in _AUTOCAST_DTYPES:
             raise ValueError(f"precision must be one of {', '.join(_AUTOCAST_DTYPES)}, not {precision!r}")
         self.robust = robust
         self.precision = precision
+        self.exact_sam = exact_sam
         super().__init__(model)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -48,7 +51,8 @@ class RobustPredictor(SamPredictor):
         self.original_size = tuple(original_image_size)
         self.input_size = tuple(transformed_image.shape[-2:])
         with self._autocast():
-            features, early = self.model.encode(self.model.preprocess(transformed_image))
+            exact = True if not self.robust and self.exact_sam else None
+            features, early = self.model.encode(self.model.preprocess(transformed_image), exact=exact)
         self.features, self.early_features = features.float(), early.float()
         if self.robust:
             self.robust_features = self._image_feature()

@@ -110,14 +110,9 @@ def sam_prompts(reference) -> list[dict]:
 
 
 def test_sam_path_equals_segment_anything(predictor: RobustPredictor, sam_predictor: SamPredictor, reference) -> None:
-    """With `exact_encoder`, SAM's path is segment_anything's bit for bit."""
-    model = predictor.model
-    model.exact_encoder = True
-    try:
-        ours = RobustPredictor(model, robust=False)
-        ours.set_image(reference["image"])
-    finally:
-        model.exact_encoder = False
+    """SAM's path (by default on segment_anything's own encoder forward) is segment_anything's bit for bit."""
+    ours = RobustPredictor(predictor.model, robust=False)
+    ours.set_image(reference["image"])
     assert torch.equal(sam_predictor.features, ours.features)
     for kwargs in sam_prompts(reference):
         for a, e in zip(ours.predict(**kwargs), sam_predictor.predict(**kwargs)):

@@ -32,7 +32,6 @@ def plain_sam(model) -> Sam:
 def test_sam_path_equals_segment_anything_bit_for_bit(micro_model, image) -> None:
     theirs = SamPredictor(plain_sam(micro_model))
     theirs.set_image(image)
-    micro_model.exact_encoder = True
     ours = RobustPredictor(micro_model, robust=False)
     ours.set_image(image)
     for kwargs in ({"box": BOXES[0]}, {"point_coords": POINTS[0], "point_labels": LABELS[0]}):
@@ -102,7 +101,7 @@ def test_set_image_encodes_once_and_predict_only_decodes(micro_model, image, mon
 
 
 def test_switching_to_robust_after_sam_set_image(micro_model, image) -> None:
-    sam_first = RobustPredictor(micro_model, robust=False)
+    sam_first = RobustPredictor(micro_model, robust=False, exact_sam=False)
     sam_first.set_image(image)
     assert sam_first.robust_features is None
     sam_first.robust = True
