@@ -15,6 +15,7 @@ from priors.data import PairedImage, collect_images, find_pairs, prior_files
 from priors.restorer import Restorer, load_restorer, save_restorer
 from priors.training import TrainSettings, evaluate_restorer, mean_scores, restore_image, train_restorer
 
+from . import defaults
 from .prior import build_generator, progress_bar, segmenter_options
 
 TASK = click.Choice(["dehaze", "deblur"])
@@ -39,6 +40,8 @@ def attach_priors(pairs: Sequence[PairedImage], priors: Optional[Path], options:
             if not pair.gray.is_file():
                 raise InputError(f"{pair.gray}: no prior for {pair.name}; run `robustsam prior` on these images with -o {priors}")
         return
+    if options["checkpoint"] is None and defaults.default_checkpoint() is None:
+        raise click.UsageError("this network takes a SAM prior: give --priors (from `robustsam prior`) or --checkpoint to compute it")
     generator = build_generator(options, device)
     with progress_bar() as bar:
         for pair in bar.track(pairs, description="priors"):

@@ -81,7 +81,8 @@ def test_train_eval_run_with_stored_priors(tmp_path, sots):
     assert result.exit_code == 0 and "0 restored, 3 already there" in result.output
 
 
-def test_restore_errors(tmp_path, sots):
+def test_restore_errors(tmp_path, sots, monkeypatch):
+    monkeypatch.setattr("robustsam_cli.defaults.default_checkpoint", lambda: None)
     root, priors = sots
     runner = CliRunner()
     net = tmp_path / "net.pt"
