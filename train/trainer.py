@@ -246,7 +246,8 @@ class Trainer:
             indices = order[start : start + config.batch_size]
             batch = make_batch(
                 [self.data[i] for i in indices], indices, epoch=epoch, seed=config.seed, size=config.image_size,
-                prompt=prompt, num_points=config.num_points, degrade_online=config.degrade == "online",
+                prompt=prompt, num_points=config.num_points,
+                degrade_online=config.degrade == "online" and config.stage == "robust",
                 level=config.level, device=self.device,
             )
             last = micro == config.accumulate - 1
@@ -266,6 +267,18 @@ class Trainer:
         if self.step % self.steps_per_epoch == 0:
             self.scheduler.step()
         return sums
+
+    def ranks_identical(self) -> Optional[bool]:
+        """Whether every process ends with bit-identical trainable weights (None for one process)."""
+        if self.dist.world == 1:
+            return None
+        mine = torch.cat([p.detach().flatten() for p in self.parameters]).cpu()
+        gathered = [torch.empty_like(mine) for _ in range(self.dist.world)]
+        if self.device.type == "cuda":
+            gathered = [g.to(self.device) for g in gathered]
+            mine = mine.to(self.device)
+        dist.all_gather(gathered, mine)
+        return all(torch.equal(g, gathered[0]) for g in gathered)
 
     def validate(self) -> dict[str, float]:
         paths = ("sam",) if self.config.stage == "base" else ("robust", "sam")
@@ -308,7 +321,10 @@ class Trainer:
                             progress.console.print(f"step {self.step} validation IoU: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
                         if config.save_every > 0 and self.step % config.save_every == 0:
                             self.save(f"checkpoint-{self.step:07d}.pth")
+            identical = self.ranks_identical()
             if main:
+                if identical is not None:
+                    log.write(json.dumps({"step": self.step, "ranks_identical": identical}) + "\n")
                 final = self.save("final.pth")
         finally:
             if log is not None:
