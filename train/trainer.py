@@ -54,13 +54,13 @@ class Distributed:
 
 def build_model(config: TrainConfig) -> RobustSam:
     """The starting model: from the checkpoints given, or (stage base, none given) fresh weights of
-    `model_type` drawn from the seed."""
+    `model_type`. Weights no checkpoint provides are drawn from the seed."""
+    torch.manual_seed(config.seed)
     if config.checkpoint is None and config.sam_checkpoint is None:
         if config.stage != "base":
             raise InputError("--sam-checkpoint: stage robust needs a SAM (or RobustSAM) checkpoint to start from")
         if config.model_type is None:
             raise InputError("--model-type: needed to train a SAM from scratch")
-        torch.manual_seed(config.seed)
         return RobustSam(get_config(config.model_type), config.model_type)
     return build_robustsam(config.model_type, config.checkpoint, sam_checkpoint=config.sam_checkpoint)
 
@@ -126,6 +126,7 @@ class Trainer:
         if self.dist.is_main:
             self.output.mkdir(parents=True, exist_ok=True)
 
+        self.data = self._training_data()
         self.model = build_model(config).to(self.device)
         names = set(trainable_names(self.model, config))
         for name, parameter in self.model.named_parameters():
@@ -145,7 +146,6 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
         self.scaler = torch.amp.GradScaler("cuda", enabled=config.precision == "fp16" and self.device.type == "cuda")
 
-        self.data = self._training_data()
         self.sampler = DistributedSampler(
             self.data, num_replicas=self.dist.world, rank=self.dist.rank, shuffle=True, seed=config.seed, drop_last=True
         )
