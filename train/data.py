@@ -108,9 +108,6 @@ class Batch:
     boxes: Optional[torch.Tensor]
     kinds: list[str]
 
-    def point_labels(self) -> Optional[torch.Tensor]:
-        return None if self.points is None else torch.ones(self.points.shape[:2], device=self.points.device)
-
 
 def largest_mask(masks: np.ndarray) -> np.ndarray:
     """The (H, W) mask with the most pixels among (M, H, W)."""
@@ -147,10 +144,9 @@ def make_batch(
     for sample, index in zip(samples, indices):
         rng = sample_rng(seed, epoch, index)
         clear = sample.image if sample.clear is None else sample.clear
-        mask = _resize_square(largest_mask(sample.masks).astype(np.float32), size, "bilinear")[0] >= 0.5
-        if not mask.any():  # a sliver lost in resizing: keep its brightest pixel
-            full = _resize_square(largest_mask(sample.masks).astype(np.float32), size, "bilinear")[0]
-            mask = full == full.max()
+        coverage = _resize_square(largest_mask(sample.masks).astype(np.float32), size, "bilinear")[0]
+        # A sliver can vanish in resizing: then keep its best-covered pixels.
+        mask = coverage >= 0.5 if bool((coverage >= 0.5).any()) else coverage == coverage.max()
         clears.append(_resize_square(clear, size, "bilinear") / 255)
         degraded.append(_resize_square(sample.image, size, "bilinear") / 255)
         masks.append(mask.float())
