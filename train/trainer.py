@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from contextlib import nullcontext
@@ -258,6 +259,11 @@ class Trainer:
                 self.scaler.scale(losses["total"] / config.accumulate).backward()
             for key, value in losses.items():
                 sums[key] = sums.get(key, 0.0) + float(value.detach()) / config.accumulate
+        if not self.scaler.is_enabled() and not all(map(math.isfinite, sums.values())):
+            # fp16's scaler skips such steps itself; otherwise a NaN would silently poison every weight.
+            raise FloatingPointError(
+                f"step {self.step + 1}: the loss is not finite ({sums}); lower --lr or resume from an earlier checkpoint"
+            )
         self.scaler.unscale_(self.optimizer)
         sums["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.parameters, config.clip))
         self.scaler.step(self.optimizer)
