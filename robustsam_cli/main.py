@@ -48,6 +48,7 @@ from .info import info  # noqa: E402
 from .prior import prior  # noqa: E402
 from .restore import restore  # noqa: E402
 from .segment import segment  # noqa: E402
+from .train import export, train_command  # noqa: E402
 
-for command in (segment, degrade, eval_command, prior, restore, info):
+for command in (segment, degrade, eval_command, prior, restore, info, train_command, export):
     cli.add_command(command)

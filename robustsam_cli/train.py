@@ -1,0 +1,115 @@
+"""`robustsam train` (stage base: a SAM from scratch; stage robust: the RobustSAM modules on a frozen SAM)
+and `robustsam export` (robust modules + SAM -> one full checkpoint in the published key layout)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import click
+import torch
+
+from core.checkpoint import expected_shapes, resolve_weights
+from core.config import MODEL_CONFIGS
+from core.errors import InputError
+from core.io import atomic_path
+from train.config import DEGRADE_MODES, LOSSES, OPTIMIZERS, PRECISIONS, PROMPTS, STAGES, TrainConfig
+
+_PATH = click.Path(dir_okay=False, path_type=str)
+
+
+@click.command("train")
+@click.option("--data", required=True, help="synthetic:N[:style], a COCO .json (with --image-dir), a Robust-Seg root, or a folder with images/ and masks/.")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=str), help="Folder for checkpoints and log.jsonl.")
+@click.option("--stage", type=click.Choice(STAGES), default="robust", show_default=True,
+              help="robust: the robust modules on a frozen SAM; base: every SAM parameter, clear images.")
+@click.option("--model-type", type=click.Choice(list(MODEL_CONFIGS)), help="Model size (inferred from checkpoints; needed for --stage base from scratch).")
+@click.option("--sam-checkpoint", type=_PATH, help="SAM weights to start from (released SAM or a stage-base checkpoint).")
+@click.option("--checkpoint", type=_PATH, help="RobustSAM (or robust-modules-only, with --sam-checkpoint) weights to start from.")
+@click.option("--image-dir", type=click.Path(file_okay=False, path_type=str), help="Images of a COCO --data file.")
+@click.option("--split", default="train", show_default=True, help="Robust-Seg split to train on.")
+@click.option("--val-data", help="Validation data (same forms as --data); default: held-out scenes for synthetic data.")
+@click.option("--val-split", default="val", show_default=True)
+@click.option("--val-count", type=int, default=32, show_default=True, help="Validation images.")
+@click.option("--image-size", type=int, default=512, show_default=True, help="Images are resized to this square (published: 512).")
+@click.option("--prompt", type=click.Choice(PROMPTS), default="points", show_default=True,
+              help="Prompts from the largest mask: random positive points, its box, or either per step.")
+@click.option("--num-points", type=int, default=3, show_default=True)
+@click.option("--degrade", type=click.Choice(DEGRADE_MODES), default="online", show_default=True,
+              help="online: a uniform draw of the 15 types + identity on the training device; offline: pairs from the layout.")
+@click.option("--level", type=int, default=3, show_default=True, help="Online degradation severity 1..5 (3 = published).")
+@click.option("--loss", type=click.Choice(LOSSES), default="paper", show_default=True,
+              help="paper: L_MFC + l1 L_TC + l2 (Dice + l3 Focal); published: the released code's losses.")
+@click.option("--focal-weight", type=float, help="Focal weight (l3 for paper) [20].")
+@click.option("--dice-weight", type=float, default=1.0, show_default=True, help="Dice weight (published loss, stage base).")
+@click.option("--token-weight", type=float, help="Token loss weight (l1 for paper) [paper 1, published 2].")
+@click.option("--feature-weight", type=float, help="Feature loss weight [paper 1, published 100].")
+@click.option("--seg-weight", type=float, default=1.0, show_default=True, help="l2: weight of Dice + l3 Focal (paper loss).")
+@click.option("--iou-weight", type=float, default=1.0, show_default=True, help="IoU-prediction MSE weight (stage base).")
+@click.option("--train-decoder", is_flag=True, help="Also train SAM's decoder (ablation).")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adam", show_default=True)
+@click.option("--lr", type=float, default=1e-4, show_default=True)
+@click.option("--weight-decay", type=float, default=1e-5, show_default=True)
+@click.option("--lr-step", type=int, default=10, show_default=True, help="StepLR step size in epochs.")
+@click.option("--lr-gamma", type=float, default=0.1, show_default=True)
+@click.option("--clip", type=float, default=1.0, show_default=True, help="Gradient-norm clipping.")
+@click.option("--epochs", type=int, default=20, show_default=True)
+@click.option("--max-steps", type=int, help="Stop after this many optimizer steps.")
+@click.option("--batch-size", type=int, default=2, show_default=True, help="Images per process per micro-batch.")
+@click.option("--accumulate", type=int, default=1, show_default=True, help="Micro-batches per optimizer step.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True, help="Autocast dtype (CUDA only).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--save-every", type=int, default=1000, show_default=True, help="Checkpoint every N steps (0: only at the end).")
+@click.option("--val-every", type=int, default=500, show_default=True, help="Validate every N steps (0: never).")
+@click.option("--log-every", type=int, default=10, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--resume", type=_PATH, help="A checkpoint of this run to continue exactly from.")
+@click.option("--gpus", type=int, default=1, show_default=True, help="Worker processes on this node (torchrun); NCCL on CUDA, gloo on CPU.")
+@click.option("--nnodes", type=int, default=1, show_default=True)
+@click.option("--node-rank", type=int, default=0, show_default=True)
+@click.option("--master-addr", default="127.0.0.1", show_default=True)
+@click.option("--master-port", type=int, default=29500, show_default=True)
+@click.option("--no-progress", is_flag=True, help="No progress bar (log.jsonl is still written).")
+def train_command(resume: Optional[str], gpus: int, nnodes: int, node_rank: int, master_addr: str, master_port: int,
+                  no_progress: bool, **settings) -> None:
+    """Train RobustSAM (or, with --stage base, a small SAM) on one process or many.
+
+    \b
+    robustsam train --data robust_seg/ --sam-checkpoint sam_vit_l_0b3195.pth -o runs/l --gpus 8
+    robustsam train --stage base --model-type vit_micro --data synthetic:2000 --image-size 128 -o runs/base
+    """
+    from train.launch import launch
+    from train.trainer import train
+
+    config = TrainConfig(progress=not no_progress, **settings)
+    if gpus < 1 or nnodes < 1:
+        raise InputError("--gpus and --nnodes must be at least 1")
+    if resume is not None and not Path(resume).is_file():
+        raise InputError(f"{resume}: no such checkpoint to resume")
+    if gpus == 1 and nnodes == 1:
+        final = train(config, resume)
+        click.echo(f"wrote {final}")
+        return
+    status = launch(config, processes=gpus, resume=resume, nnodes=nnodes, node_rank=node_rank,
+                    master_addr=master_addr, master_port=master_port)
+    if status != 0:
+        raise click.ClickException(f"torchrun workers failed (exit status {status})")
+    click.echo(f"wrote {Path(config.output) / 'final.pth'}")
+
+
+@click.command("export")
+@click.option("--robust", "robust", required=True, type=_PATH, help="A robust-modules checkpoint of robustsam train.")
+@click.option("--sam", "sam", required=True, type=_PATH, help="The SAM checkpoint it was trained on.")
+@click.option("-o", "--output", required=True, type=_PATH, help="The full checkpoint to write.")
+def export(robust: str, sam: str, output: str) -> None:
+    """Merge trained robust modules and SAM into one full checkpoint (the published key layout)."""
+    for path in (robust, sam):
+        if not Path(path).is_file():
+            raise InputError(f"{path}: no such checkpoint")
+    weights = resolve_weights(robust, sam)
+    if not weights.has_robust:
+        raise InputError(f"{robust}: holds no robust-module weights")
+    state = {key: weights.state_dict[key].float() for key in expected_shapes(weights.model_type)}
+    with atomic_path(output) as temporary:
+        torch.save(state, temporary)
+    click.echo(f"wrote {output} ({weights.model_type}, {len(state)} tensors)")

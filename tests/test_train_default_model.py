@@ -1,0 +1,59 @@
+"""The shipped default model (scripts/build_default_model.py): loads, segments held-out scenes, and its
+robust modules beat its own SAM path on degraded held-out scenes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core import RobustPredictor, build_robustsam
+from core.metrics import iou
+from core.prompting import mask_box
+from train.data import VALIDATION_FIRST_SEED, open_dataset, validation_batches
+from train.validate import validation_iou
+
+DEFAULT = Path(__file__).resolve().parents[1] / "core" / "assets" / "robustsam_default.pth"
+# Measured on the shipped model: box-prompt IoU over every object of 24 held-out scenes is 0.520 on the
+# robust path (0.540 on the SAM path); an untrained model scores far below the bound.
+MIN_CLEAR_BOX_IOU = 0.45
+# The paper's claim would show as a clear margin on degraded images. It does not on this tiny model:
+# measured on these 90 scenes robust 0.653 vs SAM 0.652 (+0.001); on 300 held-out scenes (build script)
+# -0.002 with boxes and -0.029 with points. Kept as a strict expected failure, not a weaker assertion.
+MIN_ROBUST_GAIN = 0.02
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_robustsam(None, DEFAULT)
+
+
+def test_default_checkpoint_is_a_small_full_float32_state_dict(model):
+    state = torch.load(DEFAULT, weights_only=True)
+    assert model.model_type == "vit_micro"
+    assert all(value.dtype in (torch.float32, torch.int64) for value in state.values())
+    assert set(state) == set(model.state_dict())
+    assert DEFAULT.stat().st_size < 10 * 2**20
+
+
+def test_default_model_segments_held_out_scenes_from_boxes(model):
+    predictor = RobustPredictor(model)
+    scores = []
+    for seed in range(24):
+        scene = open_dataset("synthetic:24", split="", image_dir=None, size=128, first_seed=VALIDATION_FIRST_SEED)[seed]
+        predictor.set_image(scene.image)
+        for mask in scene.masks:
+            predicted, _, _ = predictor.predict(box=mask_box(mask), multimask_output=False)
+            scores.append(iou(predicted[0], mask))
+    assert np.mean(scores) > MIN_CLEAR_BOX_IOU
+
+
+@pytest.mark.xfail(strict=True, reason="stage B of the default model does not beat its SAM path yet (measured +0.001 IoU)")
+def test_robust_path_beats_sam_path_on_degraded_held_out_scenes(model):
+    samples = open_dataset("synthetic:90", split="", image_dir=None, size=128, first_seed=VALIDATION_FIRST_SEED)
+    batches = validation_batches(samples, count=90, batch_size=30, seed=5, size=128, prompt="box", num_points=3,
+                                 level=3, device=torch.device("cpu"))
+    scores = validation_iou(model, batches)
+    assert scores["robust/degraded"] > scores["sam/degraded"] + MIN_ROBUST_GAIN

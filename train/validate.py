@@ -1,0 +1,36 @@
+"""Validation IoU of the single-mask output on clear and degraded images, robust path and SAM path."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from core.model import RobustSam
+
+from .data import Batch
+from .losses import mask_iou
+from .step import model_input, prompt_embeddings
+
+
+@torch.no_grad()
+def batch_logits(model: RobustSam, images: torch.Tensor, batch: Batch, robust: bool) -> torch.Tensor:
+    """Single-mask logits (B, h, w) for `images` (B, 3, S, S) with the batch's prompts."""
+    decoder = model.mask_decoder
+    embedding, early = model.encode(model_input(model, images))
+    sparse, dense = prompt_embeddings(model, batch.points, batch.boxes, model.image_encoder.img_size / images.shape[-1])
+    feature = decoder.image_feature(embedding, early, robust=True) if robust else None
+    output = decoder.decode(embedding, model.prompt_encoder.get_dense_pe(), sparse, dense, feature, robust=robust)
+    return output.masks[:, 0]
+
+
+@torch.no_grad()
+def validation_iou(model: RobustSam, batches: Sequence[Batch], paths: Sequence[str] = ("robust", "sam")) -> dict[str, float]:
+    """Mean IoU per path and condition, keys like "robust/degraded"; the model must be in eval mode."""
+    totals: dict[str, list[torch.Tensor]] = {}
+    for batch in batches:
+        for path in paths:
+            for condition, images in (("degraded", batch.degraded), ("clear", batch.clear)):
+                logits = batch_logits(model, images, batch, robust=path == "robust")
+                totals.setdefault(f"{path}/{condition}", []).append(mask_iou(logits.float(), batch.masks))
+    return {key: float(torch.cat(values).mean()) for key, values in totals.items()}
