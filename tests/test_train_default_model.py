@@ -57,3 +57,17 @@ def test_robust_path_beats_sam_path_on_degraded_held_out_scenes(model):
                                  level=3, device=torch.device("cpu"))
     scores = validation_iou(model, batches)
     assert scores["robust/degraded"] > scores["sam/degraded"] + MIN_ROBUST_GAIN
+
+
+def test_commands_use_the_built_in_model_and_say_so_once(tmp_path):
+    from click.testing import CliRunner
+
+    from core.default_model import DEFAULT_CHECKPOINT, DEFAULT_NOTICE
+    from robustsam_cli.main import cli
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    assert DEFAULT_CHECKPOINT == DEFAULT
+    result = CliRunner().invoke(cli, ["segment", str(examples / "images"), "--prompts", str(examples / "boxes.json"), "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert " ".join(result.output.split()).count(DEFAULT_NOTICE) == 1
+    assert len(list(tmp_path.glob("*/*.png"))) == 16
