@@ -45,7 +45,9 @@ def _random_colour(rng: np.random.Generator, pastel: bool) -> np.ndarray:
     return 0.55 + 0.45 * colour if pastel else colour
 
 
-def _texture(rng: np.random.Generator, grid: Grid, base: np.ndarray, kinds: tuple[str, ...], pastel: bool) -> np.ndarray:
+def _texture(
+    rng: np.random.Generator, grid: Grid, base: np.ndarray, kinds: tuple[str, ...], pastel: bool
+) -> np.ndarray:
     """An (H, W, 3) float image in [0, 1]: flat, gradient, stripes, checker, dots or noise around `base`."""
     ys, xs = grid
     size = ys.shape[0]

@@ -19,33 +19,45 @@ _PATH = click.Path(dir_okay=False, path_type=str)
 
 
 @click.command("train")
-@click.option("--data", required=True, help="synthetic:N[:style], a COCO .json (with --image-dir), a Robust-Seg root, or a folder with images/ and masks/.")
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=str), help="Folder for checkpoints and log.jsonl.")
+@click.option("--data", required=True,
+              help="synthetic:N[:style], a COCO .json (with --image-dir), a Robust-Seg root, "
+              "or a folder with images/ and masks/.")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Folder for checkpoints and log.jsonl.")
 @click.option("--stage", type=click.Choice(STAGES), default="robust", show_default=True,
               help="robust: the robust modules on a frozen SAM; base: every SAM parameter, clear images.")
-@click.option("--model-type", type=click.Choice(list(MODEL_CONFIGS)), help="Model size (inferred from checkpoints; needed for --stage base from scratch).")
-@click.option("--sam-checkpoint", type=_PATH, help="SAM weights to start from (released SAM or a stage-base checkpoint).")
-@click.option("--checkpoint", type=_PATH, help="RobustSAM (or robust-modules-only, with --sam-checkpoint) weights to start from.")
+@click.option("--model-type", type=click.Choice(list(MODEL_CONFIGS)),
+              help="Model size (inferred from checkpoints; needed for --stage base from scratch).")
+@click.option("--sam-checkpoint", type=_PATH,
+              help="SAM weights to start from (released SAM or a stage-base checkpoint).")
+@click.option("--checkpoint", type=_PATH,
+              help="RobustSAM (or robust-modules-only, with --sam-checkpoint) weights to start from.")
 @click.option("--image-dir", type=click.Path(file_okay=False, path_type=str), help="Images of a COCO --data file.")
 @click.option("--split", default="train", show_default=True, help="Robust-Seg split to train on.")
 @click.option("--val-data", help="Validation data (same forms as --data); default: held-out scenes for synthetic data.")
 @click.option("--val-split", default="val", show_default=True)
 @click.option("--val-count", type=int, default=32, show_default=True, help="Validation images.")
-@click.option("--image-size", type=int, default=512, show_default=True, help="Images are resized to this square (published: 512).")
+@click.option("--image-size", type=int, default=512, show_default=True,
+              help="Images are resized to this square (published: 512).")
 @click.option("--prompt", type=click.Choice(PROMPTS), default="points", show_default=True,
               help="Prompts from the largest mask: random positive points, its box, or either per step.")
 @click.option("--num-points", type=int, default=3, show_default=True)
 @click.option("--degrade", type=click.Choice(DEGRADE_MODES), default="online", show_default=True,
-              help="online: a uniform draw of the 15 types + identity on the training device; offline: pairs from the layout.")
-@click.option("--level", type=int, default=3, show_default=True, help="Online degradation severity 1..5 (3 = published).")
+              help="online: a uniform draw of the 15 types + identity on the training device; "
+              "offline: pairs from the layout.")
+@click.option("--level", type=int, default=3, show_default=True,
+              help="Online degradation severity 1..5 (3 = published).")
 @click.option("--loss", type=click.Choice(LOSSES), default="paper", show_default=True,
               help="paper: L_MFC + l1 L_TC + l2 (Dice + l3 Focal); published: the released code's losses.")
 @click.option("--focal-weight", type=float, help="Focal weight (l3 for paper) [20].")
-@click.option("--dice-weight", type=float, default=1.0, show_default=True, help="Dice weight (published loss, stage base).")
+@click.option("--dice-weight", type=float, default=1.0, show_default=True,
+              help="Dice weight (published loss, stage base).")
 @click.option("--token-weight", type=float, help="Token loss weight (l1 for paper) [paper 1, published 2].")
 @click.option("--feature-weight", type=float, help="Feature loss weight [paper 1, published 100].")
-@click.option("--seg-weight", type=float, default=1.0, show_default=True, help="l2: weight of Dice + l3 Focal (paper loss).")
-@click.option("--iou-weight", type=float, default=1.0, show_default=True, help="IoU-prediction MSE weight (stage base).")
+@click.option("--seg-weight", type=float, default=1.0, show_default=True,
+              help="l2: weight of Dice + l3 Focal (paper loss).")
+@click.option("--iou-weight", type=float, default=1.0, show_default=True,
+              help="IoU-prediction MSE weight (stage base).")
 @click.option("--train-decoder", is_flag=True, help="Also train SAM's decoder (ablation).")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adam", show_default=True)
 @click.option("--lr", type=float, default=1e-4, show_default=True)
@@ -57,14 +69,17 @@ _PATH = click.Path(dir_okay=False, path_type=str)
 @click.option("--max-steps", type=int, help="Stop after this many optimizer steps.")
 @click.option("--batch-size", type=int, default=2, show_default=True, help="Images per process per micro-batch.")
 @click.option("--accumulate", type=int, default=1, show_default=True, help="Micro-batches per optimizer step.")
-@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True, help="Autocast dtype (CUDA only).")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
+              help="Autocast dtype (CUDA only).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--save-every", type=int, default=1000, show_default=True, help="Checkpoint every N steps (0: only at the end).")
+@click.option("--save-every", type=int, default=1000, show_default=True,
+              help="Checkpoint every N steps (0: only at the end).")
 @click.option("--val-every", type=int, default=500, show_default=True, help="Validate every N steps (0: never).")
 @click.option("--log-every", type=int, default=10, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--resume", type=_PATH, help="A checkpoint of this run to continue exactly from.")
-@click.option("--gpus", type=int, default=1, show_default=True, help="Worker processes on this node (torchrun); NCCL on CUDA, gloo on CPU.")
+@click.option("--gpus", type=int, default=1, show_default=True,
+              help="Worker processes on this node (torchrun); NCCL on CUDA, gloo on CPU.")
 @click.option("--nnodes", type=int, default=1, show_default=True)
 @click.option("--node-rank", type=int, default=0, show_default=True)
 @click.option("--master-addr", default="127.0.0.1", show_default=True)

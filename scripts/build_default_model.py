@@ -30,7 +30,8 @@ IMAGE_SIZE = 128
 STAGE_A = [
     "--stage", "base", "--model-type", "vit_micro", "--data", "synthetic:4000", "--image-size", str(IMAGE_SIZE),
     "--prompt", "mixed", "--batch-size", "16", "--optimizer", "adamw", "--lr", "1e-3", "--weight-decay", "1e-4",
-    "--epochs", "12", "--lr-step", "8", "--seed", "0", "--val-every", "500", "--val-count", "64", "--save-every", "1000",
+    "--epochs", "12", "--lr-step", "8", "--seed", "0",
+    "--val-every", "500", "--val-count", "64", "--save-every", "1000",
 ]
 STAGE_B = [
     "--stage", "robust", "--data", "synthetic:4000", "--image-size", str(IMAGE_SIZE), "--prompt", "mixed",
@@ -50,7 +51,8 @@ def measure(checkpoint: Path, count: int) -> dict[str, dict[str, float]]:
     model = build_robustsam(None, checkpoint)
     results = {}
     for style in ("geometric", "organic"):
-        samples = open_dataset(f"synthetic:{count}:{style}", split="", image_dir=None, size=IMAGE_SIZE, first_seed=VALIDATION_FIRST_SEED)
+        samples = open_dataset(f"synthetic:{count}:{style}", split="", image_dir=None, size=IMAGE_SIZE,
+                               first_seed=VALIDATION_FIRST_SEED)
         for prompt in ("box", "points"):
             batches = validation_batches(samples, count=count, batch_size=32, seed=123, size=IMAGE_SIZE, prompt=prompt,
                                          num_points=3, level=3, device=torch.device("cpu"))
@@ -74,10 +76,11 @@ def main() -> None:
     run(["export", "--robust", str(robust / "final.pth"), "--sam", str(base / "final.pth"), "-o", str(args.output)])
     results = measure(args.output, args.eval_count)
     (args.work / "iou.json").write_text(json.dumps(results, indent=1))
-    print(f"{'scenes/prompt':20s} {'robust degraded':>16s} {'SAM degraded':>13s} {'robust clear':>13s} {'SAM clear':>10s}")
+    header = ("robust degraded", "SAM degraded", "robust clear", "SAM clear")
+    print(f"{'scenes/prompt':20s} " + " ".join(f"{name:>16s}" for name in header))
     for key, scores in results.items():
-        print(f"{key:20s} {scores['robust/degraded']:16.3f} {scores['sam/degraded']:13.3f} "
-              f"{scores['robust/clear']:13.3f} {scores['sam/clear']:10.3f}")
+        values = (scores["robust/degraded"], scores["sam/degraded"], scores["robust/clear"], scores["sam/clear"])
+        print(f"{key:20s} " + " ".join(f"{value:16.3f}" for value in values))
 
 
 if __name__ == "__main__":

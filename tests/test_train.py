@@ -19,6 +19,15 @@ from train.trainer import Trainer
 SMALL = dict(image_size=64, prompt="box", val_every=0, log_every=1, progress=False, device="cpu", lr=1e-3)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Many tiny ops: on a shared 2-core machine two OpenMP threads mostly wait on each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def sam_file(tmp_path_factory, micro_state) -> Path:
     """The vit_micro test weights without the robust modules: a plain SAM checkpoint."""
@@ -57,7 +66,8 @@ def test_checkpoint_holds_robust_modules_and_loads_on_sam(tmp_path, sam_file):
     assert saved["step"] == 2 and (tmp_path / "checkpoint-0000001.pth").is_file()
     assert saved["model"] and all(is_robust_key(k) for k in saved["model"])
     model = build_robustsam(None, final, sam_checkpoint=sam_file)
-    assert torch.equal(model.mask_decoder.custom_robust_token.weight, saved["model"]["mask_decoder.custom_robust_token.weight"])
+    token = saved["model"]["mask_decoder.custom_robust_token.weight"]
+    assert torch.equal(model.mask_decoder.custom_robust_token.weight, token)
 
     full = tmp_path / "full.pth"
     result = CliRunner().invoke(cli, ["export", "--robust", str(final), "--sam", str(sam_file), "-o", str(full)])
@@ -114,7 +124,8 @@ def test_two_process_gloo_run_through_torchrun(tmp_path, sam_file):
         (["--data", "nowhere/"], "not a dataset"),
         (["--data", "synthetic:4", "--stage", "base"], "--model-type"),
         (["--data", "synthetic:4", "--checkpoint", "missing.pth"], "missing.pth: no such checkpoint"),
-        (["--data", "synthetic:4", "--model-type", "vit_micro", "--stage", "base", "--batch-size", "8"], "fewer than one step"),
+        (["--data", "synthetic:4", "--model-type", "vit_micro", "--stage", "base", "--batch-size", "8"],
+         "fewer than one step"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, arguments, message):

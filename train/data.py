@@ -45,7 +45,9 @@ def open_dataset(spec: str, *, split: str, image_dir: Optional[str], size: int, 
         parts = spec.split(":")
         style = parts[2] if len(parts) > 2 else "geometric"
         if len(parts) > 3 or not parts[1].isdigit() or int(parts[1]) < 1 or style not in SCENE_STYLES:
-            raise InputError(f"{spec}: expected synthetic:N or synthetic:N:STYLE (N >= 1, STYLE one of {', '.join(SCENE_STYLES)})")
+            raise InputError(
+                f"{spec}: expected synthetic:N or synthetic:N:STYLE (N >= 1, STYLE one of {', '.join(SCENE_STYLES)})"
+            )
         return SceneDataset(int(parts[1]), size=size, style=style, first_seed=first_seed)
     path = Path(spec)
     if path.suffix.lower() == ".json":
@@ -154,7 +156,10 @@ def make_batch(
         points.append(torch.from_numpy(sample_points(mask_np, num_points, rng)).float() + 0.5)
         box = torch.from_numpy(mask_box(mask_np)).float()
         boxes.append(box + torch.tensor([0.0, 0.0, 1.0, 1.0]))
-        kinds.append(names[int(rng.integers(len(names)))] if degrade_online else ("identity" if sample.clear is None else "offline"))
+        if degrade_online:
+            kinds.append(names[int(rng.integers(len(names)))])
+        else:
+            kinds.append("identity" if sample.clear is None else "offline")
         generators.append(torch.Generator().manual_seed(int(rng.integers(2**62))))
     clear_batch = torch.stack(clears).clamp(0, 1).to(device)
     degraded_batch = torch.stack(degraded).clamp(0, 1).to(device)

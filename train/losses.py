@@ -38,7 +38,8 @@ def mask_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logits = F.interpolate(logits[:, None], size=target.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
     pred, gt = logits > 0, target >= 0.5
     union = (pred | gt).flatten(1).sum(1)
-    return torch.where(union > 0, (pred & gt).flatten(1).sum(1) / union.clamp(min=1), torch.ones_like(union, dtype=torch.float))
+    ratio = (pred & gt).flatten(1).sum(1) / union.clamp(min=1)
+    return torch.where(union > 0, ratio, torch.ones_like(ratio))
 
 
 def robust_losses(

@@ -25,7 +25,15 @@ from core.io import atomic_path
 from core.model import RobustSam
 
 from .config import TrainConfig
-from .data import VALIDATION_FIRST_SEED, OfflinePairs, SampleReader, batch_prompt, make_batch, open_dataset, validation_batches
+from .data import (
+    VALIDATION_FIRST_SEED,
+    OfflinePairs,
+    SampleReader,
+    batch_prompt,
+    make_batch,
+    open_dataset,
+    validation_batches,
+)
 from .step import TrainStep
 from .validate import validation_iou
 
@@ -144,7 +152,9 @@ class Trainer:
 
         optimizer_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = optimizer_class(self.parameters, lr=config.lr, weight_decay=config.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(
+            self.optimizer, step_size=config.lr_step, gamma=config.lr_gamma
+        )
         self.scaler = torch.amp.GradScaler("cuda", enabled=config.precision == "fp16" and self.device.type == "cuda")
 
         self.sampler = DistributedSampler(
@@ -169,7 +179,10 @@ class Trainer:
         config = self.config
         if config.degrade == "offline":
             if not (Path(config.data) / config.split / "clear").is_dir():
-                raise InputError(f"{config.data}: --degrade offline needs the Robust-Seg layout ({config.split}/clear/ and degradation folders)")
+                raise InputError(
+                    f"{config.data}: --degrade offline needs the Robust-Seg layout "
+                    f"({config.split}/clear/ and degradation folders)"
+                )
             return OfflinePairs(config.data, config.split)
         return open_dataset(config.data, split=config.split, image_dir=config.image_dir, size=config.image_size)
 
@@ -178,10 +191,12 @@ class Trainer:
         if not self.dist.is_main or config.val_every <= 0:
             return []
         if config.val_data is not None:
-            samples = open_dataset(config.val_data, split=config.val_split, image_dir=config.image_dir, size=config.image_size, first_seed=VALIDATION_FIRST_SEED)
+            samples = open_dataset(config.val_data, split=config.val_split, image_dir=config.image_dir,
+                                   size=config.image_size, first_seed=VALIDATION_FIRST_SEED)
         elif config.data.startswith("synthetic:"):
             style = config.data.split(":")[2] if config.data.count(":") == 2 else "geometric"
-            samples = open_dataset(f"synthetic:{config.val_count}:{style}", split="", image_dir=None, size=config.image_size, first_seed=VALIDATION_FIRST_SEED)
+            samples = open_dataset(f"synthetic:{config.val_count}:{style}", split="", image_dir=None,
+                                   size=config.image_size, first_seed=VALIDATION_FIRST_SEED)
         else:
             return []
         return validation_batches(
@@ -219,10 +234,13 @@ class Trainer:
             raise InputError(f"{path}: no such checkpoint")
         saved = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(saved, dict) or not {"model", "optimizer", "scheduler", "step"} <= set(saved):
-            raise InputError(f"{path}: not a training checkpoint of robustsam train (needs model, optimizer, scheduler, step)")
+            raise InputError(f"{path}: not a checkpoint of robustsam train (needs model, optimizer, scheduler, step)")
         expected = set(training_state(self.model, self.config))
         if set(saved["model"]) != expected:
-            raise InputError(f"{path}: its model keys do not match this run's stage/model ({len(saved['model'])} vs {len(expected)} keys)")
+            raise InputError(
+                f"{path}: its model keys do not match this run's stage/model "
+                f"({len(saved['model'])} vs {len(expected)} keys)"
+            )
         self.model.load_state_dict(saved["model"], strict=False)
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
@@ -262,7 +280,8 @@ class Trainer:
         if not self.scaler.is_enabled() and not all(map(math.isfinite, sums.values())):
             # fp16's scaler skips such steps itself; otherwise a NaN would silently poison every weight.
             raise FloatingPointError(
-                f"step {self.step + 1}: the loss is not finite ({sums}); lower --lr or resume from an earlier checkpoint"
+                f"step {self.step + 1}: the loss is not finite ({sums}); "
+                "lower --lr or resume from an earlier checkpoint"
             )
         self.scaler.unscale_(self.optimizer)
         sums["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.parameters, config.clip))
@@ -324,7 +343,8 @@ class Trainer:
                             scores = self.validate()
                             log.write(json.dumps({"step": self.step, "val_iou": scores}) + "\n")
                             log.flush()
-                            progress.console.print(f"step {self.step} validation IoU: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+                            shown = ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
+                            progress.console.print(f"step {self.step} validation IoU: {shown}")
                         if config.save_every > 0 and self.step % config.save_every == 0:
                             self.save(f"checkpoint-{self.step:07d}.pth")
             identical = self.ranks_identical()
@@ -343,8 +363,9 @@ def check_config(config: TrainConfig) -> None:
     """InputError for settings that cannot run, before any model is built."""
     from .config import DEGRADE_MODES, LOSSES, OPTIMIZERS, PRECISIONS, PROMPTS, STAGES
 
-    for name, allowed in (("stage", STAGES), ("prompt", PROMPTS), ("degrade", DEGRADE_MODES), ("loss", LOSSES),
-                          ("optimizer", OPTIMIZERS), ("precision", PRECISIONS)):
+    choices = (("stage", STAGES), ("prompt", PROMPTS), ("degrade", DEGRADE_MODES), ("loss", LOSSES),
+               ("optimizer", OPTIMIZERS), ("precision", PRECISIONS))
+    for name, allowed in choices:
         if getattr(config, name) not in allowed:
             raise InputError(f"--{name}: {getattr(config, name)!r} is not one of {', '.join(allowed)}")
     for name in ("image_size", "batch_size", "accumulate", "epochs", "num_points", "lr_step"):

@@ -25,7 +25,9 @@ def batch_logits(model: RobustSam, images: torch.Tensor, batch: Batch, robust: b
 
 
 @torch.no_grad()
-def validation_iou(model: RobustSam, batches: Sequence[Batch], paths: Sequence[str] = ("robust", "sam")) -> dict[str, float]:
+def validation_iou(
+    model: RobustSam, batches: Sequence[Batch], paths: Sequence[str] = ("robust", "sam")
+) -> dict[str, float]:
     """Mean IoU per path and condition, keys like "robust/degraded"; the model must be in eval mode."""
     totals: dict[str, list[torch.Tensor]] = {}
     for batch in batches:
