@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Optional, Protocol, Sequence
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from .io import atomic_path, write_image
+from .metrics import encode_rle
 from .prompts import Prompt
 
 # The columns of segment-anything's scripts/amg.py metadata.csv.
@@ -108,13 +108,6 @@ class PngWriter:
         pass
 
 
-def encode_rle(mask: np.ndarray) -> dict[str, object]:
-    """COCO compressed RLE of an (H, W) bool mask, with `counts` as a JSON-ready string."""
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    rle["counts"] = rle["counts"].decode("ascii")
-    return rle
-
-
 class CocoWriter:
     """One COCO results file `DIR/coco_results.json` (RLE segmentations, score = predicted IoU).
 
@@ -137,7 +130,7 @@ class CocoWriter:
                 "image_id": job.image_id,
                 "file_name": job.key,
                 "category_id": record.category_id,
-                "segmentation": encode_rle(record.mask),
+                "segmentation": encode_rle(record.mask[None])[0],
                 "score": record.predicted_iou,
             }
             for record in records

@@ -26,6 +26,15 @@ def model_from_state(model_type: str, state: dict[str, torch.Tensor]) -> RobustS
     return model.eval()
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny ops run faster on one torch thread; two mostly wait on each other on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def micro_state() -> dict[str, torch.Tensor]:
     """Deterministic vit_micro weights (same definition as the released-key synthetic weights)."""

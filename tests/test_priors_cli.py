@@ -12,7 +12,8 @@ from core.predictor import RobustPredictor
 from priors.encoding import gray_coded_map, masks_from_records, segment_partition
 from priors.generate import PriorGenerator
 from robustsam_cli.main import cli
-from tests.priors_support import one_thread  # noqa: F401  (autouse)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # Synthetic weights rarely pass SAM's quality thresholds; open them so that masks come out.
 GENERATOR = ["--points-per-side", "4", "--pred-iou-thresh", "0", "--stability-score-thresh", "0"]

@@ -7,7 +7,8 @@ from torch import nn
 from priors.nafnet import MapPriorNAFNet, NAFBlock, NAFNet
 from priors.spt import PriorTunedNetwork
 from priors.unet import PriorUNet
-from tests.priors_support import one_thread  # noqa: F401  (autouse)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tiny_nafnet(**kwargs):

@@ -11,7 +11,8 @@ from core.errors import InputError
 from priors.data import find_pairs
 from priors.metrics import psnr, ssim
 from robustsam_cli.main import cli
-from tests.priors_support import one_thread  # noqa: F401  (autouse)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY_UNET = ["--width", "4", "--levels", "2", "--steps", "6", "--batch-size", "2", "--crop", "16", "--device", "cpu"]
 TINY_NAFNET = ["--width", "4", "--enc-blocks", "1,1", "--dec-blocks", "1,1", "--steps", "6", "--batch-size", "2", "--crop", "16", "--device", "cpu"]

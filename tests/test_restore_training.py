@@ -14,7 +14,8 @@ from priors.data import PairedImage
 from priors.encoding import gray_coded_map
 from priors.restorer import Restorer, gray_labels, load_restorer, save_restorer
 from priors.training import PairedCrops, TrainSettings, evaluate_restorer, mean_scores, psnr_loss, train_restorer
-from tests.priors_support import one_thread  # noqa: F401  (autouse)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SIZE = 16
 

@@ -271,12 +271,13 @@ def test_malformed_prompt_json_is_bad_usage_and_writes_nothing(checkpoint, input
 @pytest.mark.parametrize(
     "extra, message",
     [
-        ([], "pass --checkpoint PATH"),
+        ([], "no built-in model: pass --checkpoint PATH"),
         (["--checkpoint", "CKPT", "--points-per-side", "8"], "--points-per-side is for segmenting everything"),
         (["--checkpoint", "CKPT", "--half", "--device", "cpu"], "fp16 (--half) needs a CUDA device"),
     ],
 )
-def test_usage_errors_exit_2(checkpoint, inputs, tmp_path: Path, extra: list[str], message: str) -> None:
+def test_usage_errors_exit_2(checkpoint, inputs, tmp_path: Path, extra: list[str], message: str, monkeypatch) -> None:
+    monkeypatch.setattr("robustsam_cli.defaults.default_checkpoint", lambda: None)  # an installation without it
     folder, prompts = inputs
     extra = [str(checkpoint) if arg == "CKPT" else arg for arg in extra]
     result = run(str(folder), "--prompts", str(prompts), "-o", str(tmp_path / "out"), *extra)

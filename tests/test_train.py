@@ -19,13 +19,7 @@ from train.trainer import Trainer
 SMALL = dict(image_size=64, prompt="box", val_every=0, log_every=1, progress=False, device="cpu", lr=1e-3)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Many tiny ops: on a shared 2-core machine two OpenMP threads mostly wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

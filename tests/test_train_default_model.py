@@ -25,13 +25,7 @@ MIN_CLEAR_BOX_IOU = 0.45
 MIN_ROBUST_GAIN = 0.02
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Many tiny ops: on a shared 2-core machine two OpenMP threads mostly wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
