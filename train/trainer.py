@@ -6,6 +6,7 @@ import json
 import math
 import os
 import time
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Optional
@@ -17,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
 from core.build import build_robustsam
-from core.checkpoint import is_robust_key
+from core.checkpoint import RobustModulesUninitialized, is_robust_key
 from core.config import get_config
 from core.device import resolve_device
 from core.errors import InputError
@@ -71,7 +72,10 @@ def build_model(config: TrainConfig) -> RobustSam:
         if config.model_type is None:
             raise InputError("--model-type: needed to train a SAM from scratch")
         return RobustSam(get_config(config.model_type), config.model_type)
-    return build_robustsam(config.model_type, config.checkpoint, sam_checkpoint=config.sam_checkpoint)
+    with warnings.catch_warnings():
+        # Untrained robust modules are what training starts from, not something to warn about.
+        warnings.simplefilter("ignore", RobustModulesUninitialized)
+        return build_robustsam(config.model_type, config.checkpoint, sam_checkpoint=config.sam_checkpoint)
 
 
 def trainable_names(model: RobustSam, config: TrainConfig) -> list[str]:
