@@ -1,5 +1,6 @@
 """Prompt sampling and `robustsam eval` end to end on a tiny synthetic Robust-Seg layout with vit_micro."""
 
+import importlib.util
 import json
 
 import imageio.v3 as iio
@@ -159,7 +160,11 @@ def test_eval_tables_equal_direct_metrics(workspace, tmp_path):
     assert result.exit_code == 0, result.output
     assert "LVIS: skipped" in result.output  # only MSRA10K is present
     assert "plain_sam.pth has no RobustSAM modules; evaluating it on SAM's path" in result.output
-    assert "Bar charts skipped: matplotlib is not installed" in result.output
+    if importlib.util.find_spec("matplotlib") is None:
+        assert "Bar charts skipped: matplotlib is not installed" in result.output
+    else:
+        charts = sorted(path.name for path in (out / "charts").iterdir())
+        assert charts == ["MSRA10K_iou.png"] and iio.imread(out / "charts" / "MSRA10K_iou.png").ndim == 3
     document = json.loads((out / "results.json").read_text())
     assert document["skipped"][0]["dataset"] == "LVIS"
     assert [m["path"] for m in document["models"]] == ["robust", "sam", "robust"]
