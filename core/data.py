@@ -14,12 +14,11 @@ from io import StringIO
 from pathlib import Path
 from typing import Any, Optional, Union
 
-import imageio.v3 as iio
 import numpy as np
 from pycocotools.coco import COCO
 
 from .errors import InputError
-from .io import read_image
+from .io import read_image, read_pixels
 
 
 @dataclass
@@ -72,13 +71,7 @@ def read_mask_image(path: str | os.PathLike) -> np.ndarray:
     A two-valued image (0/255, 0/1, ...) is one object: its nonzero pixels. Otherwise it is a label
     map: one object per nonzero gray level, or per non-black colour for RGB, in increasing order.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such mask file")
-    try:
-        image = np.asarray(iio.imread(path, index=0))
-    except Exception as error:  # imageio raises many types for corrupt files
-        raise InputError(f"{path}: not a readable mask image ({type(error).__name__}: {error})".splitlines()[0]) from None
+    image = read_pixels(path, "mask image")
     if image.ndim == 3 and image.shape[2] in (1, 2):  # gray, or gray + alpha
         image = image[..., 0]
     elif image.ndim == 3 and image.shape[2] in (3, 4):

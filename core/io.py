@@ -40,15 +40,25 @@ def to_rgb8(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Reads an image file as (H, W, 3) uint8 RGB; raises InputError naming the file otherwise."""
+def read_pixels(path: str | os.PathLike, what: str = "image", missing_hint: str = "") -> np.ndarray:
+    """The first frame of an image file as stored (any dtype and channels); InputError naming the
+    file and calling it `what` when it is missing or unreadable."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: no such image file")
+        raise InputError(f"{path}: no such {what} file{missing_hint}")
     try:
-        return to_rgb8(np.asarray(iio.imread(path, index=0)))
+        return np.asarray(iio.imread(path, index=0))
     except Exception as error:  # imageio raises many types for corrupt files
-        raise InputError(f"{path}: not a readable image ({type(error).__name__}: {error})".splitlines()[0]) from None
+        raise InputError(f"{path}: not a readable {what} ({type(error).__name__}: {error})".splitlines()[0]) from None
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Reads an image file as (H, W, 3) uint8 RGB; raises InputError naming the file otherwise."""
+    pixels = read_pixels(path)
+    try:
+        return to_rgb8(pixels)
+    except ValueError as error:
+        raise InputError(f"{path}: not a readable image ({error})") from None
 
 
 @contextlib.contextmanager

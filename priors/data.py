@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-import imageio.v3 as iio
 import numpy as np
 
 from core.errors import InputError
-from core.io import read_image
+from core.io import read_image, read_pixels
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -63,13 +62,7 @@ class PairedImage:
 
 def read_gray_map(path: str | os.PathLike) -> np.ndarray:
     """Reads a gray-coded map PNG as (H, W) uint8; InputError naming the file otherwise."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such prior map; run `robustsam prior` for this image first")
-    try:
-        gray = np.asarray(iio.imread(path, index=0))
-    except Exception as error:  # imageio raises many types for corrupt files
-        raise InputError(f"{path}: not a readable prior map ({type(error).__name__})") from None
+    gray = read_pixels(path, "prior map", missing_hint="; run `robustsam prior` for this image first")
     if gray.ndim != 2 or gray.dtype != np.uint8:
         raise InputError(f"{path}: a prior map must be a one-channel uint8 PNG, got {gray.dtype} {gray.shape}")
     return gray
