@@ -75,23 +75,25 @@ def _texture(
     return base[None, None] * (1 - strength * weight[..., None]) + other[None, None] * (strength * weight[..., None])
 
 
-def _ellipse(rng: np.random.Generator, grid: Grid, size: int) -> np.ndarray:
+def _rotated_shape(rng: np.random.Generator, grid: Grid, size: int, extent: tuple[float, float]) -> tuple[np.ndarray, ...]:
+    """A random centre, half-axes drawn in `extent` (fractions of `size`) and angle: returns
+    (u, v, half_v, half_u): pixel coordinates in the shape's rotated frame and its half-axes."""
     ys, xs = grid
     cy, cx = rng.uniform(0.1, 0.9, 2) * size
-    ry, rx = rng.uniform(0.06, 0.25, 2) * size
+    half_v, half_u = rng.uniform(*extent, 2) * size
     angle = rng.uniform(0, np.pi)
     u = (xs - cx) * np.cos(angle) + (ys - cy) * np.sin(angle)
     v = -(xs - cx) * np.sin(angle) + (ys - cy) * np.cos(angle)
+    return u, v, half_v, half_u
+
+
+def _ellipse(rng: np.random.Generator, grid: Grid, size: int) -> np.ndarray:
+    u, v, ry, rx = _rotated_shape(rng, grid, size, (0.06, 0.25))
     return (u / rx) ** 2 + (v / ry) ** 2 <= 1
 
 
 def _rectangle(rng: np.random.Generator, grid: Grid, size: int) -> np.ndarray:
-    ys, xs = grid
-    cy, cx = rng.uniform(0.1, 0.9, 2) * size
-    hy, hx = rng.uniform(0.05, 0.22, 2) * size
-    angle = rng.uniform(0, np.pi)
-    u = (xs - cx) * np.cos(angle) + (ys - cy) * np.sin(angle)
-    v = -(xs - cx) * np.sin(angle) + (ys - cy) * np.cos(angle)
+    u, v, hy, hx = _rotated_shape(rng, grid, size, (0.05, 0.22))
     return (np.abs(u) <= hx) & (np.abs(v) <= hy)
 
 
