@@ -96,12 +96,14 @@ class RobustMaskDecoder(MaskDecoder):
         dense_prompt_embeddings: torch.Tensor,
         image_feature: Optional[torch.Tensor] = None,
         robust: bool = True,
+        return_features: bool = True,
     ) -> DecoderOutput:
         """One decoder pass for N prompts over B images (N a multiple of B, prompts grouped by image).
 
         image_embeddings: (B, D, h, w); image_pe: (1, D, h, w); sparse: (N, T, D); dense: (N, D, h, w);
-        image_feature: (B, D/8, 4h, 4w), required on the robust path. On the SAM path, giving it
-        also returns the clear-path features X that training's teacher needs.
+        image_feature: (B, D/8, 4h, 4w), required on the robust path. With `return_features` the
+        output carries the mask features X, on the SAM path too when the image feature is given
+        (training's teacher needs them).
         """
         if robust and image_feature is None:
             raise ValueError("the robust path needs the image feature (see `image_feature`)")
@@ -121,28 +123,39 @@ class RobustMaskDecoder(MaskDecoder):
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1 : (1 + self.num_mask_tokens), :]
 
-        src = src.transpose(1, 2).view(b, c, h, w)
-        upscaled = self.output_upscaling(src)
-        features = None
-        if image_feature is not None:
-            mask_feature = self.fourier_mask_features(upscaled, robust)
-            features = (mask_feature.unflatten(0, (-1, per_image)) + image_feature[:, None]).flatten(0, 1)
-
-        refined = None
+        upscaled = self.output_upscaling(src.transpose(1, 2).view(b, c, h, w))
+        features = refined = None
+        if image_feature is not None and return_features:
+            features = self.mask_features(upscaled, image_feature, robust)
         if robust:
             refined = self.custom_token_block(mask_tokens_out)
             hyper_in = self.robust_mlp(refined)
-            target = features
+            if features is not None or not _one_prompt_at_a_time(upscaled):
+                features = self.mask_features(upscaled, image_feature) if features is None else features
+                masks = _read_masks(hyper_in, features)
+            else:
+                # CPU inference: prompt by prompt, the (D/8, 4h, 4w) intermediates stay in cache
+                # and the (N, D/8, 4h, 4w) features are never held at once.
+                masks = torch.cat(
+                    [
+                        _read_masks(hyper_in[k : k + 1], self.mask_features(prompt, image_feature[k // per_image, None]))
+                        for k, prompt in enumerate(upscaled.split(1))
+                    ]
+                )
         else:
             hyper_in = torch.stack(
                 [self.output_hypernetworks_mlps[i](mask_tokens_out[:, i, :]) for i in range(self.num_mask_tokens)],
                 dim=1,
             )
-            target = upscaled
-        b, c, h, w = target.shape
-        masks = (hyper_in @ target.view(b, c, h * w)).view(b, -1, h, w)
+            masks = _read_masks(hyper_in, upscaled)
         iou_pred = self.iou_prediction_head(iou_token_out)
         return DecoderOutput(masks, iou_pred, mask_tokens_out, features, refined)
+
+    def mask_features(self, upscaled: torch.Tensor, image_feature: torch.Tensor, robust: bool = True) -> torch.Tensor:
+        """Mask features X of N prompts: the upscaled transformer output (N, D/8, 4h, 4w) through the
+        mask-feature AMFG, plus the image feature (B, D/8, 4h, 4w) of each prompt's image."""
+        mask_feature = self.fourier_mask_features(upscaled, robust)
+        return (mask_feature.unflatten(0, (image_feature.shape[0], -1)) + image_feature[:, None]).flatten(0, 1)
 
     def forward(
         self,
@@ -156,6 +169,23 @@ class RobustMaskDecoder(MaskDecoder):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """SAM's decoder contract: (masks (N, C, h, w), iou (N, C)), C = 3 or 1."""
         out = self.decode(
-            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, image_feature, robust
+            image_embeddings,
+            image_pe,
+            sparse_prompt_embeddings,
+            dense_prompt_embeddings,
+            image_feature,
+            robust,
+            return_features=False,
         )
         return out.select(multimask_output)
+
+
+def _read_masks(hyper_in: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """Mask logits (N, T, H, W) of T hypernetwork outputs (N, T, C) over features (N, C, H, W)."""
+    n, c, h, w = features.shape
+    # flatten, not view: it is a view for channels-last features as well.
+    return (hyper_in @ features.flatten(2)).view(n, -1, h, w)
+
+
+def _one_prompt_at_a_time(upscaled: torch.Tensor) -> bool:
+    return upscaled.device.type == "cpu" and upscaled.shape[0] > 1 and not torch.is_grad_enabled()

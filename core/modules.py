@@ -120,8 +120,9 @@ class FourierAmplitudeFilter(nn.Module):
 
     Computed on the half spectrum: the input is real, so its spectrum Z is Hermitian, |Z| and
     hence the filtered amplitude A' are even in frequency, and A' e^{i angle Z} is Hermitian
-    again; the real part of its inverse transform is therefore `irfft2` of its half. The phase
-    factor e^{i angle Z} is taken as Z / |Z| (1 where Z = 0, as `angle(0) = 0`).
+    again; the real part of its inverse transform is therefore `irfft2` of its half. A' e^{i angle Z}
+    is Z scaled by the real gain A' / |Z|, which spares a complex division; where Z = 0 the angle
+    is 0 (`angle(0) = 0`), so the result there is A' itself.
     """
 
     def __init__(self, channels: int) -> None:
@@ -132,12 +133,18 @@ class FourierAmplitudeFilter(nn.Module):
         """(B, C, H, W) -> (B, C, H, W), computed in float32 whatever the autocast state."""
         with torch.autocast(device_type=x.device.type, enabled=False):
             spectrum = torch.fft.rfft2(x.float())
-            amplitude = spectrum.abs()
+            parts = torch.view_as_real(spectrum)
+            # hypot over the real view is the vectorised |Z|; its gradient at Z = 0 is 0/0, where
+            # that of `abs` is 0, so training keeps `abs`.
+            amplitude = spectrum.abs() if torch.is_grad_enabled() else torch.hypot(parts[..., 0], parts[..., 1])
+            filtered_amplitude = self.conv_layer(amplitude)
             nonzero = amplitude > 0
-            # Dividing by 1 where Z = 0 keeps the unused branch, and so the gradient, finite.
-            phase = torch.where(nonzero, spectrum / torch.where(nonzero, amplitude, 1.0), 1.0)
-            filtered = phase * self.conv_layer(amplitude)
-            return torch.fft.irfft2(filtered, s=x.shape[-2:]).to(x.dtype)
+            # Dividing by 1 where Z = 0 keeps the gain, and so the gradient, finite; Z is 0 there,
+            # so adding A' to the real part gives A' e^{i 0}.
+            gain = filtered_amplitude / torch.where(nonzero, amplitude, 1.0)
+            filtered = parts * gain.unsqueeze(-1)
+            filtered[..., 0] += torch.where(nonzero, 0.0, filtered_amplitude)
+            return torch.fft.irfft2(torch.view_as_complex(filtered), s=x.shape[-2:]).to(x.dtype)
 
 
 class AMFGBlock(nn.Module):
@@ -162,7 +169,7 @@ class AMFGBlock(nn.Module):
     def forward(self, x: torch.Tensor, robust: bool = True) -> torch.Tensor:
         """(B, C, H, W) -> the tail's output."""
         if not robust:
-            return self.tail(x)
+            return self._tail(x)
         if not self.training and x.device.type == "cpu" and x.shape[0] > 1:
             # In eval mode every step is per sample. On a CPU, one sample at a time (the decoder's
             # N prompts) keeps the (2C, H, W) intermediates small enough for the cache and for
@@ -171,7 +178,12 @@ class AMFGBlock(nn.Module):
         return self._robust(x)
 
     def _robust(self, x: torch.Tensor) -> torch.Tensor:
-        return self.tail(self.conv_layer(self.fgm_block(self.dnc_block_combined(x))))
+        return self._tail(self.conv_layer(self.fgm_block(self.dnc_block_combined(x))))
+
+    def _tail(self, x: torch.Tensor) -> torch.Tensor:
+        # Transposed and 3x3 convolutions run 1.2-3x faster on channels-last inputs on the CPU
+        # (oneDNN), and the layer norms then normalise contiguous channel vectors.
+        return self.tail(x.contiguous(memory_format=torch.channels_last))
 
 
 class FusedLayerNorm2d(LayerNorm2d):

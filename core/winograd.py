@@ -59,10 +59,9 @@ _OUTPUT_TRANSFORM = torch.kron(_AT, _AT)  # (16, 36)
 
 
 def transform_kernels(weight: torch.Tensor) -> torch.Tensor:
-    """3x3 kernels (O, C, 3, 3) -> their Winograd transforms (36, C, O)."""
+    """3x3 kernels (O, C, 3, 3) -> their Winograd transforms (36, O, C)."""
     o, c = weight.shape[:2]
-    kernels = (_KERNEL_TRANSFORM.to(weight) @ weight.reshape(o * c, 9).T).view(_IN * _IN, o, c)
-    return kernels.transpose(1, 2).contiguous()
+    return (_KERNEL_TRANSFORM.to(weight) @ weight.reshape(o * c, 9).T).view(_IN * _IN, o, c)
 
 
 def conv3x3(
@@ -80,15 +79,16 @@ def conv3x3(
     if kernels is None:
         kernels = transform_kernels(weight)
     rows, cols = -(-h // _OUT), -(-w // _OUT)
-    tiles_n = b * rows * cols
     padded = F.pad(x, (1, cols * _OUT + 1 - w, 1, rows * _OUT + 1 - h))
-    # Overlapping 6x6 input tiles, stride 4: (B, C, rows, cols, 6, 6) -> (36, tiles, C).
+    # Overlapping 6x6 input tiles, stride 4, channel-major: (B, C, rows, cols, 6, 6) -> (36, B, C, tiles).
+    # Keeping channels outside the tiles makes both the gather here and the scatter of the output
+    # read and write runs along W, not strides of C elements.
     tiles = padded.unfold(2, _IN, _OUT).unfold(3, _IN, _OUT)
-    tiles = tiles.permute(4, 5, 0, 2, 3, 1).reshape(_IN * _IN, tiles_n * c)
-    spectra = (_INPUT_TRANSFORM.to(x) @ tiles).view(_IN * _IN, tiles_n, c)
-    products = torch.bmm(spectra, kernels)  # (36, tiles, O)
-    out = (_OUTPUT_TRANSFORM.to(products) @ products.view(_IN * _IN, tiles_n * o)).view(_OUT, _OUT, b, rows, cols, o)
-    out = out.permute(2, 5, 3, 0, 4, 1).reshape(b, o, rows * _OUT, cols * _OUT)
+    tiles = tiles.permute(4, 5, 0, 1, 2, 3).reshape(_IN * _IN, b * c * rows * cols)
+    spectra = (_INPUT_TRANSFORM.to(x) @ tiles).view(_IN * _IN, b, c, rows * cols)
+    products = kernels[:, None] @ spectra  # (36, B, O, tiles)
+    out = (_OUTPUT_TRANSFORM.to(products) @ products.view(_IN * _IN, -1)).view(_OUT, _OUT, b, o, rows, cols)
+    out = out.permute(2, 3, 4, 0, 5, 1).reshape(b, o, rows * _OUT, cols * _OUT)
     if (rows * _OUT, cols * _OUT) != (h, w):
         out = out[:, :, :h, :w].contiguous()
     if bias is not None:

@@ -122,3 +122,24 @@ def test_image_feature_same_with_and_without_winograd(monkeypatch) -> None:
     monkeypatch.setattr(core.winograd, "WINOGRAD_MIN_CHANNELS", 1)
     fast = model.mask_decoder.image_feature(embedding, early)
     assert not torch.equal(fast, direct) and relative_error(fast, direct) < 1e-5
+
+
+def test_prompt_by_prompt_robust_masks_equal_batched(micro_model) -> None:
+    """CPU inference reads the robust masks prompt by prompt without keeping the features; training
+    (gradients on) and `return_features` compute the (N, C, H, W) features at once. Same masks."""
+    micro_model.eval()
+    decoder, config = micro_model.mask_decoder, micro_model.config
+    size = config.embedding_size
+    embedding = randn(2, config.prompt_embed_dim, size, size)
+    early = randn(2, config.encoder_embed_dim, size, size, seed=1)
+    sparse, dense = randn(6, 3, config.prompt_embed_dim, seed=2), randn(6, config.prompt_embed_dim, size, size, seed=3)
+    pe = micro_model.prompt_encoder.get_dense_pe()
+    with torch.inference_mode():
+        feature = decoder.image_feature(embedding, early)
+        lean = decoder.decode(embedding, pe, sparse, dense, feature, return_features=False)
+        full = decoder.decode(embedding, pe, sparse, dense, feature)
+    with torch.enable_grad():
+        trained = decoder.decode(embedding, pe, sparse, dense, feature.clone(), return_features=False)
+    assert lean.features is None and full.features.shape == (6, config.prompt_embed_dim // 8, 4 * size, 4 * size)
+    for other in (full, trained):
+        assert relative_error(lean.masks, other.masks.detach()) < 1e-5
