@@ -4,13 +4,17 @@ The published RobustSAM code runs the whole model (image encoder included) once 
 `core.segment` encodes each image once and decodes all its box prompts in batches. Both run in
 the same process on the same synthetic-weight model, images and boxes, and write one PNG per mask.
 
-    python3 benchmarks/bench_segment.py --model-type vit_b --images 1
+    python3 benchmarks/bench_segment.py --model-type vit_b --images 1 --repeats 3
+
+Each timing is the median of `--repeats` runs (fresh output folders), so one burst of load from
+other processes does not decide a ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -74,6 +78,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, nargs="+", default=[1, 10], help="box prompts per image")
     parser.add_argument("--mode", choices=["robust", "sam"], default="robust")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per timing; the median is reported")
     args = parser.parse_args()
 
     model = build_robustsam(args.model_type)
@@ -82,7 +87,7 @@ def main() -> None:
     robust = args.mode == "robust"
     print(
         f"model {args.model_type} ({args.mode} path, synthetic weights), {args.images} images {args.width}x{args.height}, "
-        f"device {args.device}, torch threads {torch.get_num_threads()}"
+        f"device {args.device}, torch threads {torch.get_num_threads()}, median of {args.repeats} runs"
     )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,8 +99,12 @@ def main() -> None:
             prompts = make_inputs(folder, args.images, args.height, args.width, count, seed=count)
             prompts_file = root / f"prompts_{count}.json"
             prompts_file.write_text(json.dumps(prompts), encoding="utf-8")
-            ours = time_pipeline(model, folder, prompts_file, root / f"ours_{count}", robust)
-            baseline = time_reencode(model, folder, prompts, root / f"reencode_{count}", robust)
+            ours = statistics.median(
+                time_pipeline(model, folder, prompts_file, root / f"ours_{count}_{run}", robust) for run in range(args.repeats)
+            )
+            baseline = statistics.median(
+                time_reencode(model, folder, prompts, root / f"reencode_{count}_{run}", robust) for run in range(args.repeats)
+            )
             rows.append((count, args.images / ours, args.images / baseline, baseline / ours))
     print(f"{'prompts/image':>13} {'segment images/s':>17} {'re-encode images/s':>19} {'speed-up':>9}")
     for count, ours_rate, baseline_rate, ratio in rows:

@@ -43,7 +43,10 @@ def test_sam_path_equals_segment_anything_bit_for_bit(micro_model, image) -> Non
 
 @pytest.mark.parametrize("robust", [True, False])
 @pytest.mark.parametrize("prompt", ["boxes", "points", "both"])
-def test_batched_prompts_equal_single_calls(micro_model, image, robust: bool, prompt: str) -> None:
+@pytest.mark.parametrize("cpu_chunk", [2, 64])
+def test_batched_prompts_equal_single_calls(micro_model, image, robust: bool, prompt: str, cpu_chunk: int, monkeypatch) -> None:
+    """Three prompts at once, decoded as 2 + 1 (the CPU's chunks) or as one batch, equal three calls."""
+    monkeypatch.setattr("core.predictor.CPU_PROMPT_CHUNK", cpu_chunk)
     predictor = RobustPredictor(micro_model, robust=robust)
     predictor.set_image(image)
     size = predictor.original_size
