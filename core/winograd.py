@@ -105,11 +105,12 @@ class WinogradConv2d(nn.Conv2d):
     _cache: Optional[tuple[tuple, torch.Tensor]] = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self._winograd_applies(x):
+        if not self.uses_winograd(x):
             return super().forward(x)
         return conv3x3(x, self.weight, self.bias, self._kernels())
 
-    def _winograd_applies(self, x: torch.Tensor) -> bool:
+    def uses_winograd(self, x: torch.Tensor) -> bool:
+        """Whether `forward(x)` takes the Winograd path."""
         return (
             not torch.is_grad_enabled()
             and x.device.type == "cpu"
