@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterable, Optional
 
 import torch
 from segment_anything.modeling import MaskDecoder
@@ -11,6 +11,11 @@ from segment_anything.modeling.mask_decoder import MLP
 from torch import nn
 
 from .modules import AMFGBlock, TokenRefiner, conv_tail, upsample_tail
+
+# Parts of the robust path an ablation can remove (the paper's Table 7): the Fourier step of the
+# AMFG blocks, AOTG's token refinement, and the robust output token (with its MLP) in favour of
+# SAM's mask tokens and hypernetworks.
+ABLATIONS = ("fourier", "aotg", "rot")
 
 # Names of the modules RobustSAM adds under `mask_decoder.`, in released-checkpoint order.
 ROBUST_MODULES = (
@@ -80,6 +85,17 @@ class RobustMaskDecoder(MaskDecoder):
             transformer_dim, "upsample_layer", upsample_tail(transformer_dim, transformer_dim, mask_dim)
         )
         self.custom_token_block = TokenRefiner(transformer_dim)
+        self.removed: frozenset[str] = frozenset()
+
+    def ablate(self, removed: Iterable[str]) -> None:
+        """Runs the robust path without the parts named (see ABLATIONS); the weights stay as they are."""
+        removed = frozenset(removed)
+        unknown = removed - set(ABLATIONS)
+        if unknown:
+            raise ValueError(f"unknown ablation {', '.join(sorted(unknown))}; choose from {', '.join(ABLATIONS)}")
+        self.removed = removed
+        for block in (self.fourier_mask_features, self.fourier_first_layer_features, self.fourier_last_layer_features):
+            block.use_fourier = "fourier" not in self.removed
 
     def image_feature(self, embedding: torch.Tensor, early: torch.Tensor, robust: bool = True) -> torch.Tensor:
         """Image-level feature R from the embedding (B, D, h, w) and early feature (B, C_vit, h, w).
@@ -109,7 +125,8 @@ class RobustMaskDecoder(MaskDecoder):
             raise ValueError("the robust path needs the image feature (see `image_feature`)")
         n = sparse_prompt_embeddings.shape[0]
         per_image = n // image_embeddings.shape[0]
-        token_weight = self.custom_robust_token.weight if robust else self.mask_tokens.weight
+        robust_token = robust and "rot" not in self.removed
+        token_weight = self.custom_robust_token.weight if robust_token else self.mask_tokens.weight
         output_tokens = torch.cat([self.iou_token.weight, token_weight], dim=0)
         output_tokens = output_tokens.unsqueeze(0).expand(n, -1, -1)
         tokens = torch.cat((output_tokens, sparse_prompt_embeddings), dim=1)
@@ -128,8 +145,8 @@ class RobustMaskDecoder(MaskDecoder):
         if image_feature is not None and return_features:
             features = self.mask_features(upscaled, image_feature, robust)
         if robust:
-            refined = self.custom_token_block(mask_tokens_out)
-            hyper_in = self.robust_mlp(refined)
+            refined = mask_tokens_out if "aotg" in self.removed else self.custom_token_block(mask_tokens_out)
+            hyper_in = self.robust_mlp(refined) if robust_token else self._sam_hypernetworks(refined)
             if features is not None or not _one_prompt_at_a_time(upscaled):
                 features = self.mask_features(upscaled, image_feature) if features is None else features
                 masks = _read_masks(hyper_in, features)
@@ -143,13 +160,13 @@ class RobustMaskDecoder(MaskDecoder):
                     ]
                 )
         else:
-            hyper_in = torch.stack(
-                [self.output_hypernetworks_mlps[i](mask_tokens_out[:, i, :]) for i in range(self.num_mask_tokens)],
-                dim=1,
-            )
-            masks = _read_masks(hyper_in, upscaled)
+            masks = _read_masks(self._sam_hypernetworks(mask_tokens_out), upscaled)
         iou_pred = self.iou_prediction_head(iou_token_out)
         return DecoderOutput(masks, iou_pred, mask_tokens_out, features, refined)
+
+    def _sam_hypernetworks(self, tokens: torch.Tensor) -> torch.Tensor:
+        """SAM's per-token hypernetwork MLPs: (N, 4, D) -> (N, 4, D/8)."""
+        return torch.stack([mlp(tokens[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1)
 
     def mask_features(self, upscaled: torch.Tensor, image_feature: torch.Tensor, robust: bool = True) -> torch.Tensor:
         """Mask features X of N prompts: the upscaled transformer output (N, D/8, 4h, 4w) through the
@@ -189,3 +206,19 @@ def _read_masks(hyper_in: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
 
 def _one_prompt_at_a_time(upscaled: torch.Tensor) -> bool:
     return upscaled.device.type == "cpu" and upscaled.shape[0] > 1 and not torch.is_grad_enabled()
+
+
+def ablated_parameters(decoder: RobustMaskDecoder) -> set[str]:
+    """Names (under `mask_decoder.`) of the robust parameters the decoder's ablation leaves unused."""
+    unused = []
+    if "fourier" in decoder.removed:
+        unused += [f"{name}.fgm_block" for name in ROBUST_MODULES if name.startswith("fourier_")]
+    if "aotg" in decoder.removed:
+        unused.append("custom_token_block")
+    if "rot" in decoder.removed:
+        unused += ["custom_robust_token", "robust_mlp"]
+    return {
+        f"mask_decoder.{name}"
+        for name, _ in decoder.named_parameters()
+        if any(name == prefix or name.startswith(prefix + ".") for prefix in unused)
+    }

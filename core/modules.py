@@ -161,6 +161,7 @@ class AMFGBlock(nn.Module):
         self.conv_layer = WinogradConv2d(2 * channels, channels, 3, padding=1)
         self.tail_name = tail_name
         self.add_module(tail_name, tail)
+        self.use_fourier = True  # False only in ablations (RobustMaskDecoder.ablate)
 
     @property
     def tail(self) -> nn.Module:
@@ -178,7 +179,8 @@ class AMFGBlock(nn.Module):
         return self._robust(x)
 
     def _robust(self, x: torch.Tensor) -> torch.Tensor:
-        filtered = self.fgm_block(self.dnc_block_combined(x))
+        features = self.dnc_block_combined(x)
+        filtered = self.fgm_block(features) if self.use_fourier else features
         if not self.conv_layer.uses_winograd(filtered):
             # oneDNN's direct convolution of the narrow mask feature runs faster on channels-last
             # input, and its output then needs no reordering for the tail.

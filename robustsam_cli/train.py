@@ -11,6 +11,7 @@ import torch
 
 from core.checkpoint import expected_shapes, resolve_weights
 from core.config import MODEL_CONFIGS
+from core.decoder import ABLATIONS
 from core.errors import InputError
 from core.io import atomic_path
 from train.config import DEGRADE_MODES, LOSSES, OPTIMIZERS, PRECISIONS, PROMPTS, STAGES, TrainConfig
@@ -59,6 +60,9 @@ _PATH = click.Path(dir_okay=False, path_type=str)
 @click.option("--iou-weight", type=float, default=1.0, show_default=True,
               help="IoU-prediction MSE weight (stage base).")
 @click.option("--train-decoder", is_flag=True, help="Also train SAM's decoder (ablation).")
+@click.option("--ablate", type=click.Choice(ABLATIONS), multiple=True,
+              help="Leave a part of the robust path out (repeatable; the paper's Table 7): the AMFG Fourier step, "
+                   "AOTG, or the robust output token (SAM's tokens and hypernetworks read the robust features).")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adam", show_default=True)
 @click.option("--lr", type=float, default=1e-4, show_default=True)
 @click.option("--weight-decay", type=float, default=1e-5, show_default=True)

@@ -21,7 +21,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core import build_robustsam  # noqa: E402
+from core import RobustSam, build_robustsam  # noqa: E402
 from core.checkpoint import is_robust_key, read_state_dict  # noqa: E402
 from robustsam_cli.main import cli  # noqa: E402
 from train.data import VALIDATION_FIRST_SEED, open_dataset, validation_batches  # noqa: E402
@@ -55,10 +55,9 @@ def save_sam_weights(checkpoint: Path, output: Path) -> None:
     torch.save({key: value for key, value in state.items() if not is_robust_key(key)}, output)
 
 
-def measure(checkpoint: Path, count: int) -> dict[str, dict[str, float]]:
+def measure(model: RobustSam, count: int) -> dict[str, dict[str, float]]:
     """IoU of the single-mask output on `count` held-out scenes per style and prompt, robust vs SAM path;
     scene i is degraded by published type i mod 15 at level 3."""
-    model = build_robustsam(None, checkpoint)
     results = {}
     for style in ("geometric", "organic"):
         samples = open_dataset(f"synthetic:{count}:{style}", split="", image_dir=None, size=IMAGE_SIZE,
@@ -85,7 +84,7 @@ def main() -> None:
         run(["train", *STAGE_B, "--checkpoint", str(base / "sam.pth"), "-o", str(robust)])
     args.output.parent.mkdir(parents=True, exist_ok=True)
     run(["export", "--robust", str(robust / "final.pth"), "--sam", str(base / "final.pth"), "-o", str(args.output)])
-    results = measure(args.output, args.eval_count)
+    results = measure(build_robustsam(None, args.output), args.eval_count)
     (args.work / "iou.json").write_text(json.dumps(results, indent=1))
     header = ("robust degraded", "SAM degraded", "robust clear", "SAM clear")
     print(f"{'scenes/prompt':20s} " + " ".join(f"{name:>16s}" for name in header))

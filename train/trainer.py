@@ -20,6 +20,7 @@ from torch.utils.data import DistributedSampler
 from core.build import build_robustsam
 from core.checkpoint import RobustModulesUninitialized, is_robust_key
 from core.config import get_config
+from core.decoder import ablated_parameters
 from core.device import resolve_device
 from core.errors import InputError
 from core.io import atomic_path
@@ -75,18 +76,21 @@ def build_model(config: TrainConfig) -> RobustSam:
     with warnings.catch_warnings():
         # Untrained robust modules are what training starts from, not something to warn about.
         warnings.simplefilter("ignore", RobustModulesUninitialized)
-        return build_robustsam(config.model_type, config.checkpoint, sam_checkpoint=config.sam_checkpoint)
+        model = build_robustsam(config.model_type, config.checkpoint, sam_checkpoint=config.sam_checkpoint)
+    model.mask_decoder.ablate(config.ablate)
+    return model
 
 
 def trainable_names(model: RobustSam, config: TrainConfig) -> list[str]:
     """Names of the parameters the run updates; every other parameter stays bit-identical."""
     names = []
+    unused = ablated_parameters(model.mask_decoder)
     for name, _ in model.named_parameters():
         robust = is_robust_key(name)
         if config.stage == "base":
             keep = not robust
         else:
-            keep = robust or (config.train_decoder and name.startswith("mask_decoder."))
+            keep = (robust and name not in unused) or (config.train_decoder and name.startswith("mask_decoder."))
         if keep:
             names.append(name)
     return names
