@@ -56,16 +56,17 @@ def train_variant(work: Path, removed: tuple[str, ...]) -> None:
 
 def report(rows: list[tuple[str, tuple[str, ...], dict[str, dict[str, float]]]], work: Path, count: int) -> str:
     header = " | ".join(f"{column} robust - SAM" for column in COLUMNS)
+    where = work.relative_to(ROOT) if work.is_relative_to(ROOT) else work
     lines = [
         "# Ablation of the robust path (the paper's Table 7, in miniature)",
         "",
-        f"Produced by `python3 scripts/ablation.py --work {work.relative_to(ROOT) if work.is_relative_to(ROOT) else work} "
-        f"--eval-count {count}` on {date.today()}, after `python3 scripts/build_default_model.py` (same work folder).",
-        "Every row is stage B of the built-in model (`scripts/build_default_model.py`: same stage-A SAM, data,",
-        "seed and 18 epochs) trained with the parts after it left out (`robustsam train --ablate ...`); the last",
-        "row is the built-in model itself. IoU of the single-mask output on held-out scenes"
-        f" ({count} per style), each degraded by one of the 15 types at level 3, on the robust path, and its",
-        "difference from the same weights on SAM's path (the frozen tiny SAM every row starts from).",
+        f"Produced by `python3 scripts/ablation.py --work {where} --eval-count {count}` on {date.today()},",
+        "after `python3 scripts/build_default_model.py` (same work folder). Every row is stage B of the",
+        "built-in model (same stage-A SAM, data, seed and 18 epochs) trained with the parts listed left out",
+        "(`robustsam train --ablate ...`); the last row is the built-in model itself. IoU of the single-mask",
+        f"output on held-out scenes ({count} per style), each degraded by one of the 15 types at level 3, on",
+        "the robust path, and its difference from the same weights on SAM's path (the frozen tiny SAM every",
+        "row starts from).",
         "",
         "| row | left out | " + " | ".join(f"{column} degraded" for column in COLUMNS) + " | " + header + " |",
         "|---|---|" + "---:|" * (2 * len(COLUMNS)),
@@ -77,9 +78,9 @@ def report(rows: list[tuple[str, tuple[str, ...], dict[str, dict[str, float]]]],
         lines.append(f"| {name} | {', '.join(removed) or '-'} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        "One training run per row (seed 1): differences of about 0.01 are within what another seed moves;",
-        "stage B's validation IoU swung by up to 0.08 between checkpoints 500 steps apart at the start",
-        "learning rate (see each folder's `log.jsonl`).",
+        "One training run per row (seed 1). Stage B's validation IoU swung by up to 0.08 between checkpoints",
+        "500 steps apart at the starting learning rate (each folder's `log.jsonl`), so differences of about",
+        "0.01 between rows are not evidence of an effect.",
         "",
     ]
     return "\n".join(lines)
