@@ -6,7 +6,6 @@ lazily, one sample per index. Unusable files raise InputError naming the file.
 
 from __future__ import annotations
 
-import json
 import os
 from contextlib import redirect_stdout
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ import numpy as np
 from pycocotools.coco import COCO
 
 from .errors import InputError
-from .io import read_image, read_pixels
+from .io import read_image, read_json, read_pixels
 
 
 @dataclass
@@ -236,12 +235,7 @@ class ManifestDataset:
     @staticmethod
     def read_entries(path: Path) -> list[dict[str, Any]]:
         """The manifest's entries with absolute paths and a condition, checked for shape."""
-        if not path.is_file():
-            raise InputError(f"{path}: no such manifest file")
-        try:
-            raw = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise InputError(f"{path}: not a JSON manifest ({error})".splitlines()[0]) from None
+        raw = read_json(path, "manifest file")
         if not isinstance(raw, list):
             raise InputError(f"{path}: a manifest must be a JSON list of samples")
         entries = []
@@ -370,12 +364,7 @@ def split_datasets(split: str, root: str | os.PathLike, config: Optional[str | o
     if config is not None:
         config = Path(config)
         where = str(config)
-        if not config.is_file():
-            raise InputError(f"{config}: no such data config file")
-        try:
-            overrides = json.loads(config.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise InputError(f"{config}: not a JSON data config ({error})".splitlines()[0]) from None
+        overrides = read_json(config, "data config file")
         if not isinstance(overrides, dict):
             raise InputError(f"{config}: must map dataset names to locations")
         locations.update(overrides)

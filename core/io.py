@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import imageio.v3 as iio
 import numpy as np
@@ -50,6 +51,18 @@ def read_pixels(path: str | os.PathLike, what: str = "image", missing_hint: str 
         return np.asarray(iio.imread(path, index=0))
     except Exception as error:  # imageio raises many types for corrupt files
         raise InputError(f"{path}: not a readable {what} ({type(error).__name__}: {error})".splitlines()[0]) from None
+
+
+def read_json(path: str | os.PathLike, what: str) -> Any:
+    """A JSON file's content; InputError naming the file and calling it `what` (e.g. "manifest
+    file") when it is missing, unreadable or not JSON."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such {what}")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"{path}: not a JSON {what} ({error})".splitlines()[0]) from None
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

@@ -18,7 +18,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .errors import InputError
-from .io import atomic_path
+from .io import atomic_path, read_json
 
 NUM_POINTS = 3
 PROMPT_TYPES = ("points", "box")
@@ -134,12 +134,7 @@ class PromptBook:
     def load(cls, path: str | os.PathLike) -> "PromptBook":
         """Reads a prompts JSON written by `save`; images it lacks are sampled with its seed."""
         path = Path(path)
-        if not path.is_file():
-            raise InputError(f"{path}: no such prompts file")
-        try:
-            document = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise InputError(f"{path}: not a JSON prompts file ({error})".splitlines()[0]) from None
+        document = read_json(path, "prompts file")
         if not isinstance(document, dict) or document.get("format") != _FORMAT:
             raise InputError(f"{path}: not a robustsam prompts file (format must be {_FORMAT!r})")
         if document.get("version") != _VERSION:
