@@ -147,18 +147,19 @@ class RobustMaskDecoder(MaskDecoder):
         if robust:
             refined = mask_tokens_out if "aotg" in self.removed else self.custom_token_block(mask_tokens_out)
             hyper_in = self.robust_mlp(refined) if robust_token else self._sam_hypernetworks(refined)
-            if features is not None or not _one_prompt_at_a_time(upscaled):
-                features = self.mask_features(upscaled, image_feature) if features is None else features
-                masks = _read_masks(hyper_in, features)
-            else:
-                # CPU inference: prompt by prompt, the (D/8, 4h, 4w) intermediates stay in cache
-                # and the (N, D/8, 4h, 4w) features are never held at once.
+            if features is None and self.fourier_mask_features.runs_per_sample(upscaled):
+                # The block goes prompt by prompt anyway: reading each prompt's masks at once means
+                # the (N, D/8, 4h, 4w) features are never held together.
                 masks = torch.cat(
                     [
                         _read_masks(hyper_in[k : k + 1], self.mask_features(prompt, image_feature[k // per_image, None]))
                         for k, prompt in enumerate(upscaled.split(1))
                     ]
                 )
+            else:
+                if features is None:
+                    features = self.mask_features(upscaled, image_feature)
+                masks = _read_masks(hyper_in, features)
         else:
             masks = _read_masks(self._sam_hypernetworks(mask_tokens_out), upscaled)
         iou_pred = self.iou_prediction_head(iou_token_out)
@@ -202,10 +203,6 @@ def _read_masks(hyper_in: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
     n, c, h, w = features.shape
     # flatten, not view: it is a view for channels-last features as well.
     return (hyper_in @ features.flatten(2)).view(n, -1, h, w)
-
-
-def _one_prompt_at_a_time(upscaled: torch.Tensor) -> bool:
-    return upscaled.device.type == "cpu" and upscaled.shape[0] > 1 and not torch.is_grad_enabled()
 
 
 def ablated_parameters(decoder: RobustMaskDecoder) -> set[str]:

@@ -171,12 +171,15 @@ class AMFGBlock(nn.Module):
         """(B, C, H, W) -> the tail's output."""
         if not robust:
             return self._tail(x)
-        if not self.training and x.device.type == "cpu" and x.shape[0] > 1:
-            # In eval mode every step is per sample. On a CPU, one sample at a time (the decoder's
-            # N prompts) keeps the (2C, H, W) intermediates small enough for the cache and for
-            # reused memory.
+        if self.runs_per_sample(x):
             return torch.cat([self._robust(sample) for sample in x.split(1)])
         return self._robust(x)
+
+    def runs_per_sample(self, x: torch.Tensor) -> bool:
+        """Whether the robust path takes the batch x one sample at a time: in eval mode every step
+        is per sample (BatchNorm uses running statistics), and on a CPU one sample at a time keeps
+        the (2C, H, W) intermediates small enough for the cache and for reused memory."""
+        return not self.training and x.device.type == "cpu" and x.shape[0] > 1
 
     def _robust(self, x: torch.Tensor) -> torch.Tensor:
         features = self.dnc_block_combined(x)

@@ -125,8 +125,8 @@ def test_image_feature_same_with_and_without_winograd(monkeypatch) -> None:
 
 
 def test_prompt_by_prompt_robust_masks_equal_batched(micro_model) -> None:
-    """CPU inference reads the robust masks prompt by prompt without keeping the features; training
-    (gradients on) and `return_features` compute the (N, C, H, W) features at once. Same masks."""
+    """In eval mode on a CPU the robust masks are read prompt by prompt without keeping the features;
+    `return_features` computes the (N, C, H, W) features at once. Same masks, with gradients on too."""
     micro_model.eval()
     decoder, config = micro_model.mask_decoder, micro_model.config
     size = config.embedding_size
