@@ -25,7 +25,7 @@ import torch
 
 from core import RobustPredictor, build_robustsam
 from core.checkpoint import expected_shapes
-from core.io import read_image, write_image
+from core.io import read_image, write_mask
 from core.segment import prepare_run
 from core.synthetic import synthetic_state_dict
 
@@ -65,7 +65,7 @@ def time_reencode(model, folder: Path, prompts: dict[str, list[dict]], output: P
         for k, prompt in enumerate(image_prompts):
             predictor.set_image(image)
             masks, _, _ = predictor.predict(box=np.array(prompt["box"], dtype=np.float64), multimask_output=False)
-            write_image(output / Path(name).stem / f"{k}.png", masks[0].astype(np.uint8) * 255)
+            write_mask(output / Path(name).stem / f"{k}.png", masks[0])
     return time.perf_counter() - start
 
 

@@ -97,3 +97,14 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
     """Writes an image atomically; the format follows the extension of `path`."""
     with atomic_path(path) as tmp:
         iio.imwrite(tmp, image, extension=Path(path).suffix)
+
+
+# zlib level for mask PNGs: OpenCV's default, which segment-anything's amg.py writes with. Level 6
+# (Pillow's default) took 13-15 ms per noisy 640x480 mask, level 1 4 ms, for files 1.5-2.7x larger.
+MASK_PNG_LEVEL = 1
+
+
+def write_mask(path: str | os.PathLike, mask: np.ndarray) -> None:
+    """Writes a (H, W) mask atomically as an 8-bit PNG, 255 inside and 0 outside."""
+    with atomic_path(path) as tmp:
+        iio.imwrite(tmp, mask.astype(np.uint8) * 255, extension=".png", compress_level=MASK_PNG_LEVEL)

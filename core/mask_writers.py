@@ -16,7 +16,7 @@ from typing import Optional, Protocol, Sequence
 
 import numpy as np
 
-from .io import atomic_path, write_image
+from .io import atomic_path, write_image, write_mask
 from .metrics import encode_rle
 from .prompts import Prompt
 
@@ -91,7 +91,7 @@ class PngWriter:
     def write(self, job: ImageJob, image: np.ndarray, records: Sequence[MaskRecord]) -> None:
         folder = self.output_dir / job.stem
         for index, record in enumerate(records):
-            write_image(folder / f"{index}.png", record.mask.astype(np.uint8) * 255)
+            write_mask(folder / f"{index}.png", record.mask)
         # Masks numbered past this run's count are left from an earlier run with more prompts.
         if folder.is_dir():
             for stale in folder.iterdir():

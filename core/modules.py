@@ -138,6 +138,10 @@ class FourierAmplitudeFilter(nn.Module):
             # that of `abs` is 0, so training keeps `abs`.
             amplitude = spectrum.abs() if torch.is_grad_enabled() else torch.hypot(parts[..., 0], parts[..., 1])
             filtered_amplitude = self.conv_layer(amplitude)
+            if not torch.is_grad_enabled() and amplitude.device.type == "cpu" and amplitude.min() > 0:
+                # Without zero bins the gain needs no guard: complex-by-real multiplication gives the
+                # same bits as scaling the real view, with three fewer passes over the spectrum.
+                return torch.fft.irfft2(spectrum * (filtered_amplitude / amplitude), s=x.shape[-2:]).to(x.dtype)
             nonzero = amplitude > 0
             # Dividing by 1 where Z = 0 keeps the gain, and so the gradient, finite; Z is 0 there,
             # so adding A' to the real part gives A' e^{i 0}.

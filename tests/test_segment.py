@@ -16,7 +16,7 @@ from pycocotools import mask as mask_utils
 import core.mask_writers
 from core import RobustPredictor, build_robustsam
 from core.errors import InputError
-from core.io import read_image
+from core.io import read_image, write_mask
 from core.regions import connected_components, remove_small_regions
 from core.segment import AutomaticMaskGenerator, find_images, prepare_run
 from robustsam_cli.main import cli
@@ -112,6 +112,15 @@ def test_png_masks_equal_the_predictor_masks_and_metadata_follows_amg(model, che
             assert float(rows[k]["predicted_iou"]) == pytest.approx(float(iou[0]), abs=1e-5)
             assert [int(rows[k][c]) for c in ("crop_box_w", "crop_box_h")] == [80, 60]
     assert "images" in result.stdout
+
+
+def test_write_mask_round_trips_as_0_and_255_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    mask = np.random.default_rng(0).random((37, 53)) > 0.5
+    write_mask(tmp_path / "m.png", mask)
+    pixels = iio.imread(tmp_path / "m.png")
+    assert pixels.dtype == np.uint8 and set(np.unique(pixels)) == {0, 255}
+    assert np.array_equal(pixels == 255, mask)
+    assert [path.name for path in tmp_path.iterdir()] == ["m.png"]
 
 
 def test_coco_rle_decodes_to_the_predictor_masks(model, checkpoint, inputs, tmp_path: Path) -> None:
