@@ -118,6 +118,8 @@ def _degrade_chunk(
                 tally.kept[MASKS] += 1
             tally.seconds[MASKS] += time.perf_counter() - start
 
+    batches: Dict[tuple, torch.Tensor] = {}  # one float batch per group of images, for every type
+    buffers: Dict[torch.Size, torch.Tensor] = {}  # one output buffer per batch shape, for every type
     for kind in kinds:
         by_size: Dict[tuple, List[Path]] = defaultdict(list)
         for path in chunk:
@@ -125,8 +127,14 @@ def _degrade_chunk(
                 by_size[images[path].shape].append(path)
         for paths in by_size.values():
             start = time.perf_counter()
-            batch = torch.cat([to_tensor(images[p], device) for p in paths])
-            degraded = to_uint8(apply(batch, kind, level, [file_seed(seed, kind, p.name) for p in paths]))
+            group = tuple(paths)
+            if group not in batches:
+                batches[group] = torch.cat([to_tensor(images[p], device) for p in paths])
+            batch = batches[group]
+            if batch.shape not in buffers:
+                buffers[batch.shape] = torch.empty_like(batch)
+            out = buffers[batch.shape]
+            degraded = to_uint8(apply(batch, kind, level, [file_seed(seed, kind, p.name) for p in paths], out=out))
             for path, picture in zip(paths, degraded):
                 save_image(output / kind / path.name, picture)
             tally.written[kind] += len(paths)

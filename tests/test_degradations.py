@@ -71,6 +71,20 @@ def test_batched_equals_one_by_one_with_the_same_per_sample_generators(kind):
     assert torch.allclose(batched, singles, atol=1e-5)
 
 
+@pytest.mark.parametrize("kinds", ["contrast", ["fog", "brightness", "fog", "contrast"]])
+def test_out_buffer_and_in_place_give_the_same_result(kinds):
+    """Chunks of CPU_CHUNK images write into `out`; an image batch larger than one chunk covers the
+    chunk boundaries, and out=images degrades in place."""
+    x = smooth_images(batch=4)
+    expected = degrade(x, kinds, generator=seeded(2))
+    buffer = torch.full_like(x, -1.0)
+    assert degrade(x, kinds, generator=seeded(2), out=buffer) is buffer
+    assert torch.equal(buffer, expected)
+    in_place = x.clone()
+    degrade(in_place, kinds, generator=seeded(2), out=in_place)
+    assert torch.equal(in_place, expected)
+
+
 def test_samples_draw_their_own_parameters():
     x = torch.full((2, 3, 16, 16), 0.5)
     y = degrade(x, "brightness", generator=seeded(3))
@@ -322,6 +336,8 @@ def test_registering_a_new_type():
         (lambda x: degrade(x, ["fog"]), "names for 2 images"),
         (lambda x: degrade(x, "fog", generator=[seeded(0)]), "generators for 2 images"),
         (lambda x: degrade((x * 255).byte(), "fog"), "floating"),
+        (lambda x: degrade(x, "fog", out=x[:1]), "out must match"),
+        (lambda x: degrade(x, "fog", out=x.double()), "out must match"),
     ],
 )
 def test_bad_arguments_raise(call, message):

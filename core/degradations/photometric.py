@@ -49,8 +49,9 @@ def brightness(images: torch.Tensor, generators: Sequence[torch.Generator], leve
 def contrast(images: torch.Tensor, generators: Sequence[torch.Generator], level: int) -> torch.Tensor:
     """(x - 128/255) * c + 128/255, c ~ U(1.6, 1.7) at level 3."""
     bounds = at_level(CONTRAST_FACTOR, level)
-    factor = per_sample(generators, lambda g: lerp(bounds, unit(g)))
-    return (images - CONTRAST_PIVOT).mul_(_batch(factor, images)).add_(CONTRAST_PIVOT)
+    factor = _batch(per_sample(generators, lambda g: lerp(bounds, unit(g))), images)
+    # x * c + pivot * (1 - c): two passes over the pixels (addcmul's three-way broadcast is slower)
+    return (images * factor).add_(CONTRAST_PIVOT * (1 - factor))
 
 
 @register("gauss_noise")

@@ -5,7 +5,7 @@ Labels are drawn with Pillow (installed with torchvision), so no font file or ne
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -34,12 +34,15 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return (images * 255.0).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
-def apply(images: torch.Tensor, kind: str, level: int, seeds: Sequence[int]) -> torch.Tensor:
-    """Applies a registered degradation, or the mixed chain, with one seeded generator per sample."""
+def apply(
+    images: torch.Tensor, kind: str, level: int, seeds: Sequence[int], out: Optional[torch.Tensor] = None
+) -> torch.Tensor:
+    """Applies a registered degradation, or the mixed chain, with one seeded generator per sample;
+    registered types write into `out` when given (see `degrade`)."""
     generators = [generator_from_seed(s) for s in seeds]
     if kind == MIXED:
         return mixed_degrade(images, generator=generators)
-    return degrade(images, kind, level=level, generator=generators)
+    return degrade(images, kind, level=level, generator=generators, out=out)
 
 
 def _fit(image: torch.Tensor, side: int) -> torch.Tensor:

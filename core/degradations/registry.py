@@ -114,6 +114,7 @@ def degrade(
     *,
     level: int = DEFAULT_LEVEL,
     generator: GeneratorArg = None,
+    out: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Degrades a batch; each sample draws its own parameters.
 
@@ -123,9 +124,12 @@ def degrade(
       level: severity 1..5; 3 is the published parameters.
       generator: a CPU generator (one seed per sample is drawn from it), B CPU generators (one per
         sample, used as they are), or None (seeds from torch's default generator).
+      out: where to write the result, shaped, typed and placed like `images`; may be `images` itself.
+        A batch loop that reuses one buffer spares the allocation, which on the CPU costs more than
+        the cheapest degradations (about 1 ms per 512x512 image in page faults).
 
     Returns:
-      (B, 3, H, W) in [0, 1], same device and dtype as `images`.
+      (B, 3, H, W) in [0, 1], same device and dtype as `images` (`out` when given).
     """
     check_images(images)
     check_level(level)
@@ -137,26 +141,35 @@ def degrade(
     if unknown:
         raise ValueError(f"unknown degradation {unknown[0]!r}; known: {', '.join(DEGRADATIONS)}")
     generators = resolve_generators(generator, batch)
+    if out is None:
+        out = torch.empty_like(images)
+    elif out.shape != images.shape or out.dtype != images.dtype or out.device != images.device:
+        raise ValueError(
+            f"out must match the images' shape, dtype and device: {tuple(out.shape)} {out.dtype} {out.device}"
+            f" vs {tuple(images.shape)} {images.dtype} {images.device}"
+        )
     work = working_copy(images)
-    if work.device.type == "cpu" and batch > CPU_CHUNK:
-        # On the CPU a whole batch of large images falls out of cache and runs slower per image than
-        # a few at a time; per-sample generators make the chunking invisible in the result.
-        parts = []
-        for start in range(0, batch, CPU_CHUNK):
-            end = start + CPU_CHUNK
-            parts.append(_run(work[start:end], names[start:end], generators[start:end], level))
-        return torch.cat(parts).to(images.dtype)
-    return _run(work, names, generators, level).to(images.dtype)
+    # On the CPU a whole batch of large images falls out of cache and runs slower per image than a
+    # few at a time; per-sample generators make the chunking invisible in the result.
+    step = CPU_CHUNK if work.device.type == "cpu" else batch
+    for start in range(0, batch, step):
+        end = start + step
+        _run(work[start:end], names[start:end], generators[start:end], level, out[start:end])
+    return out
 
 
-def _run(work: torch.Tensor, names: List[str], generators: List[torch.Generator], level: int) -> torch.Tensor:
-    """Applies each sample's degradation, each type once on all of its samples, clamped to [0, 1]."""
+def _run(work: torch.Tensor, names: List[str], generators: List[torch.Generator], level: int, out: torch.Tensor) -> None:
+    """Writes each sample's degradation, clamped to [0, 1], into out; each type runs once on all of
+    its samples."""
     kinds_in_order = list(dict.fromkeys(names))
     if len(kinds_in_order) == 1:
-        out = DEGRADATIONS[kinds_in_order[0]](work, generators, level)
-    else:
-        out = torch.empty_like(work)
-        for name in kinds_in_order:
-            index = [i for i, n in enumerate(names) if n == name]
-            out[index] = DEGRADATIONS[name](work[index], [generators[i] for i in index], level).to(out.dtype)
-    return out.clamp_(0.0, 1.0)
+        result = DEGRADATIONS[kinds_in_order[0]](work, generators, level)
+        if result.dtype == out.dtype:
+            torch.clamp(result, 0.0, 1.0, out=out)  # the clamp is the copy: one pass instead of two
+        else:
+            out.copy_(result.clamp(0.0, 1.0))
+        return
+    for name in kinds_in_order:
+        index = [i for i, n in enumerate(names) if n == name]
+        out[index] = DEGRADATIONS[name](work[index], [generators[i] for i in index], level).to(out.dtype)
+    out.clamp_(0.0, 1.0)
