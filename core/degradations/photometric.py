@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from kornia.color import hls_to_rgb, rgb_to_hls
@@ -37,34 +37,40 @@ def _batch(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 @register("brightness")
-def brightness(images: torch.Tensor, generators: Sequence[torch.Generator], level: int) -> torch.Tensor:
+def brightness(
+    images: torch.Tensor, generators: Sequence[torch.Generator], level: int, out: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """x * f, f ~ U(0.6, 0.8) at level 3."""
     bounds = at_level(BRIGHTNESS_FACTOR, level)
     # lower factors are stronger: map u to the top of the range first so severity is monotone per seed
     factor = per_sample(generators, lambda g: lerp(bounds[::-1], unit(g)))
-    return images * _batch(factor, images)
+    return torch.mul(images, _batch(factor, images), out=out)
 
 
 @register("contrast")
-def contrast(images: torch.Tensor, generators: Sequence[torch.Generator], level: int) -> torch.Tensor:
+def contrast(
+    images: torch.Tensor, generators: Sequence[torch.Generator], level: int, out: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """(x - 128/255) * c + 128/255, c ~ U(1.6, 1.7) at level 3."""
     bounds = at_level(CONTRAST_FACTOR, level)
     factor = _batch(per_sample(generators, lambda g: lerp(bounds, unit(g))), images)
     # x * c + pivot * (1 - c): two passes over the pixels (addcmul's three-way broadcast is slower)
-    return (images * factor).add_(CONTRAST_PIVOT * (1 - factor))
+    return torch.mul(images, factor, out=out).add_(CONTRAST_PIVOT * (1 - factor))
 
 
 @register("gauss_noise")
-def gauss_noise(images: torch.Tensor, generators: Sequence[torch.Generator], level: int) -> torch.Tensor:
+def gauss_noise(
+    images: torch.Tensor, generators: Sequence[torch.Generator], level: int, out: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """Adds N(0, var) per pixel and channel, var ~ U(250, 260) on the 0-255 scale at level 3."""
     bounds = at_level(GAUSS_VARIANCE, level)
     stds = []
 
-    def fill(out: torch.Tensor, g: torch.Generator) -> None:
+    def fill(sample: torch.Tensor, g: torch.Generator) -> None:
         stds.append(math.sqrt(lerp(bounds, unit(g))) / 255.0)
-        out.normal_(generator=g)
+        sample.normal_(generator=g)
 
-    noise = fields(generators, images.shape[1:], fill, images)
+    noise = fields(generators, images.shape[1:], fill, images, out=out)
     return noise.mul_(_batch(torch.tensor(stds), images)).add_(images)
 
 
@@ -96,12 +102,14 @@ def iso_noise(images: torch.Tensor, generators: Sequence[torch.Generator], level
 
 
 @register("impulse_noise")
-def impulse_noise(images: torch.Tensor, generators: Sequence[torch.Generator], level: int) -> torch.Tensor:
+def impulse_noise(
+    images: torch.Tensor, generators: Sequence[torch.Generator], level: int, out: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """Multiplicative noise, as published under this name: every pixel and channel times its own
     multiplier ~ U(1.4, 1.5) at level 3."""
     low, high = at_level(MULTIPLIER, level)
-    multiplier = fields(generators, images.shape[1:], lambda out, g: out.uniform_(low, high, generator=g), images)
-    return multiplier.mul_(images)
+    draw = lambda sample, g: sample.uniform_(low, high, generator=g)  # noqa: E731
+    return fields(generators, images.shape[1:], draw, images, out=out).mul_(images)
 
 
 def rotate_hue(images: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:

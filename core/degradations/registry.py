@@ -15,13 +15,17 @@ and on GPU alike: the code path is the same and only the arithmetic runs on the 
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 
 # A degradation takes images (B, 3, H, W) float in [0, 1], one CPU generator per sample and a
-# severity level 1..5, and returns a new tensor of the same shape; `degrade` clamps it in place.
-Degradation = Callable[[torch.Tensor, Sequence[torch.Generator], int], torch.Tensor]
+# severity level 1..5, and returns a new tensor of the same shape; `degrade` clamps it. One that
+# also takes a keyword `out` may build its result in that tensor (same shape and dtype, never
+# overlapping the images) and return it, which spares an allocation per batch.
+Degradation = Callable[..., torch.Tensor]
 GeneratorArg = Union[torch.Generator, Sequence[torch.Generator], None]
 
 DEGRADATIONS: Dict[str, Degradation] = {}
@@ -65,6 +69,16 @@ def register(name: str, fn: Optional[Degradation] = None):
         return fn
 
     return add if fn is None else add(fn)
+
+
+@functools.lru_cache(maxsize=None)
+def takes_out(fn: Degradation) -> bool:
+    """Whether a degradation accepts the keyword `out` (see `Degradation`)."""
+    return "out" in inspect.signature(fn).parameters
+
+
+def _same_storage(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
 
 
 def sample_generators(generator: Optional[torch.Generator], n: int) -> List[torch.Generator]:
@@ -163,8 +177,14 @@ def _run(work: torch.Tensor, names: List[str], generators: List[torch.Generator]
     its samples."""
     kinds_in_order = list(dict.fromkeys(names))
     if len(kinds_in_order) == 1:
-        result = DEGRADATIONS[kinds_in_order[0]](work, generators, level)
-        if result.dtype == out.dtype:
+        fn = DEGRADATIONS[kinds_in_order[0]]
+        if takes_out(fn) and out.dtype == work.dtype and not _same_storage(out, work):
+            result = fn(work, generators, level, out=out)
+        else:
+            result = fn(work, generators, level)
+        if result is out:
+            out.clamp_(0.0, 1.0)
+        elif result.dtype == out.dtype:
             torch.clamp(result, 0.0, 1.0, out=out)  # the clamp is the copy: one pass instead of two
         else:
             out.copy_(result.clamp(0.0, 1.0))

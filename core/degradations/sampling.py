@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, List, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -37,14 +37,23 @@ def fields(
     fill: Callable[[torch.Tensor, torch.Generator], object],
     like: torch.Tensor,
     dtype: torch.dtype = torch.float32,
+    out: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """(B, *shape) random fields: `fill(slice, generator)` fills each sample's slice in place on the
-    CPU, then the whole buffer moves to `like`'s device (and dtype, for floating buffers)."""
-    buffer = torch.empty(len(generators), *shape, dtype=dtype)
-    for out, generator in zip(buffer, generators):
-        fill(out, generator)
+    CPU, then the whole buffer moves to `like`'s device (and dtype, for floating buffers).
+
+    `out` (optional): the tensor to return them in; filled directly when it is a CPU tensor of
+    `dtype`, so the draws are the same either way.
+    """
+    direct = out is not None and out.device.type == "cpu" and out.dtype == dtype
+    buffer = out if direct else torch.empty(len(generators), *shape, dtype=dtype)
+    for sample, generator in zip(buffer, generators):
+        fill(sample, generator)
+    if direct:
+        return buffer
     target = like.dtype if dtype.is_floating_point else dtype
-    return buffer.to(device=like.device, dtype=target)
+    moved = buffer.to(device=like.device, dtype=target)
+    return moved if out is None else out.copy_(moved)
 
 
 def odd_sizes(generators: Sequence[torch.Generator], low: int, high: int) -> List[int]:
