@@ -112,7 +112,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                 )
                 albu_rate = count / seconds
             for batch in args.batches:
-                images = torch.from_numpy(pixels[:batch]).permute(0, 3, 1, 2).float().div(255).to(device)
+                images = torch.from_numpy(pixels[:batch]).permute(0, 3, 1, 2).contiguous().float().div(255).to(device)
                 out = torch.empty_like(images)
                 generator = torch.Generator().manual_seed(0)
                 seconds = median_seconds(lambda: degrade(images, kind, generator=generator, out=out), args.repeats, sync)

@@ -84,6 +84,8 @@ def test_out_buffer_and_in_place_give_the_same_result(kinds):
     in_place = x.clone()
     degrade(in_place, kinds, generator=seeded(2), out=in_place)
     assert torch.equal(in_place, expected)
+    channels_last = x.contiguous(memory_format=torch.channels_last)  # as a permuted (H, W, 3) array
+    assert torch.equal(degrade(channels_last, kinds, generator=seeded(2)), expected)
 
 
 def test_samples_draw_their_own_parameters():

@@ -25,8 +25,9 @@ BACKGROUND = (32, 32, 32)
 
 
 def to_tensor(image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1]."""
-    return torch.as_tensor(np.array(image, dtype=np.uint8), device=device).permute(2, 0, 1)[None].float() / 255.0
+    """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1], contiguous (planar channels)."""
+    planes = torch.as_tensor(np.array(image, dtype=np.uint8), device=device).permute(2, 0, 1).contiguous()
+    return planes[None].float() / 255.0
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:

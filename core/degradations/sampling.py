@@ -42,10 +42,10 @@ def fields(
     """(B, *shape) random fields: `fill(slice, generator)` fills each sample's slice in place on the
     CPU, then the whole buffer moves to `like`'s device (and dtype, for floating buffers).
 
-    `out` (optional): the tensor to return them in; filled directly when it is a CPU tensor of
-    `dtype`, so the draws are the same either way.
+    `out` (optional): the tensor to return them in; filled directly when it is a contiguous CPU
+    tensor of `dtype` (the draws are the same either way).
     """
-    direct = out is not None and out.device.type == "cpu" and out.dtype == dtype
+    direct = out is not None and out.device.type == "cpu" and out.dtype == dtype and out.is_contiguous()
     buffer = out if direct else torch.empty(len(generators), *shape, dtype=dtype)
     for sample, generator in zip(buffer, generators):
         fill(sample, generator)
