@@ -20,6 +20,7 @@ from core.degradations import (
     register,
     sample_generators,
 )
+from core.degradations.kernels import fast_fft_length
 from core.degradations.codec import jpeg
 from core.degradations.photometric import rotate_hue
 from core.degradations.registry import DEGRADATIONS as REGISTRY
@@ -224,6 +225,18 @@ def _spread(y: torch.Tensor) -> torch.Tensor:
         ]
     )
     return torch.linalg.eigvalsh(cov)
+
+
+def test_fast_fft_length_is_the_next_5_smooth_number():
+    def smooth(n: int) -> bool:
+        for prime in (2, 3, 5):
+            while n % prime == 0:
+                n //= prime
+        return n == 1
+
+    for n in range(1, 1200):
+        length = fast_fft_length(n)
+        assert length >= n and smooth(length) and not any(smooth(m) for m in range(n, length))
 
 
 def test_motion_blur_smears_a_point_along_one_direction():

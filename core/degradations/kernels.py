@@ -24,12 +24,28 @@ def correlate_per_sample(images: torch.Tensor, kernels: torch.Tensor) -> torch.T
         return filter2d(images, kernels.to(images.dtype), border_type="reflect")
     pad = size // 2
     padded = F.pad(images, (pad, pad, pad, pad), mode="reflect")
-    fft_shape = padded.shape[-2:]
+    # Zeros after the padded image change nothing in the window kept (no output reads past the
+    # padding) and let the FFT run on a fast length: 1058 (1024 + a 35 px kernel) = 2 * 23^2 is 3x
+    # slower to transform than 1080.
+    fft_shape = tuple(fast_fft_length(n) for n in padded.shape[-2:])
     spectrum = torch.fft.rfft2(padded, s=fft_shape)
     kernel_spectrum = torch.fft.rfft2(kernels.to(images.dtype), s=fft_shape)
     # conj turns the product into a circular cross-correlation; the valid window starts at (0, 0).
     out = torch.fft.irfft2(spectrum * kernel_spectrum.conj()[:, None], s=fft_shape)
     return out[..., :height, :width]
+
+
+def fast_fft_length(n: int) -> int:
+    """The smallest length >= n with no prime factor above 5, where pocketfft is fastest."""
+    length = n
+    while True:
+        rest = length
+        for prime in (2, 3, 5):
+            while rest % prime == 0:
+                rest //= prime
+        if rest == 1:
+            return length
+        length += 1
 
 
 def motion_kernels(sizes: Sequence[int], angles: torch.Tensor, device: torch.device) -> torch.Tensor:
