@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from kornia.color import rgb_to_hls
+from kornia.color import hls_to_rgb, rgb_to_hls
 from kornia.enhance import adjust_hue
 from PIL import Image
 
@@ -21,8 +21,9 @@ from core.degradations import (
     sample_generators,
 )
 from core.degradations.kernels import fast_fft_length
+from core.degradations.sampling import poisson
 from core.degradations.codec import jpeg
-from core.degradations.photometric import rotate_hue
+from core.degradations.photometric import rotate_hue, with_lightness
 from core.degradations.registry import DEGRADATIONS as REGISTRY
 
 ALL = list(PUBLISHED) + ["identity"]
@@ -159,6 +160,16 @@ def test_iso_noise_brightens_lightness_by_the_poisson_mean():
     assert low - 0.01 < gain < high + 0.01
 
 
+def test_poisson_draws_follow_the_poisson_distribution():
+    counts = poisson(seeded(0), 3.0, (512, 512))
+    for k in range(9):
+        pmf = math.exp(-3.0) * 3.0**k / math.factorial(k)
+        assert abs(float((counts == k).float().mean()) - pmf) < 0.003
+    large = poisson(seeded(1), 55.0, (512, 512))
+    assert abs(float(large.mean()) - 55.0) < 0.1 and abs(float(large.var()) - 55.0) < 1.0
+    assert torch.equal(poisson(seeded(2), 0.0, (4, 4)), torch.zeros(4, 4))
+
+
 def test_iso_noise_leaves_a_flat_image_unchanged():
     x = torch.full((1, 3, 16, 16), 0.4)
     assert torch.allclose(degrade(x, "ISO_noise", generator=seeded(0)), x, atol=1e-5)
@@ -270,6 +281,20 @@ def test_color_jitter_keeps_grey_images_grey():
     y = degrade(x, "color_jitter", generator=seeded(1))
     assert torch.allclose(y[:, 0], y[:, 1], atol=1e-4) and torch.allclose(y[:, 1], y[:, 2], atol=1e-4)
     assert not torch.allclose(y, x, atol=1e-2)
+
+
+def test_per_pixel_hue_turn_then_lightness_equals_an_hls_round_trip():
+    """What ISO_noise computes without converting to HLS and back."""
+    x = torch.rand(2, 3, 16, 16, generator=seeded(0))
+    x[0, :, :4] = 0.5  # grey
+    x[1, :, :2] = 1.0  # white
+    turns = 0.3 * torch.randn(2, 16, 16, generator=seeded(1))
+    hls = rgb_to_hls(x)
+    lightness = hls[:, 1:2]
+    brighter = (lightness + 0.2 * torch.rand(2, 1, 16, 16, generator=seeded(2)) * (1 - lightness)).clamp(0, 1)
+    hue = torch.remainder(hls[:, :1] + turns[:, None] * 2 * math.pi, 2 * math.pi)
+    expected = hls_to_rgb(torch.cat([hue, brighter, hls[:, 2:]], dim=1))
+    assert torch.allclose(with_lightness(rotate_hue(x, turns), lightness, brighter), expected, atol=1e-5)
 
 
 def test_hue_rotation_matches_kornia():

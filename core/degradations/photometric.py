@@ -6,7 +6,6 @@ import math
 from typing import Optional, Sequence
 
 import torch
-from kornia.color import hls_to_rgb, rgb_to_hls
 from kornia.enhance import adjust_contrast_with_mean_subtraction, adjust_saturation_with_gray_subtraction
 
 from .registry import register
@@ -78,27 +77,27 @@ def gauss_noise(
 def iso_noise(images: torch.Tensor, generators: Sequence[torch.Generator], level: int) -> torch.Tensor:
     """Camera-sensor noise in HLS (the albumentations ISONoise model): Gaussian hue noise of std
     color_shift * intensity turns, and Poisson lightness noise with mean std(L) * intensity * 255
-    (0-255 scale) added in proportion to 1 - L. color_shift ~ U(0.4, 0.5), intensity ~ U(0.7, 0.8)."""
+    (0-255 scale) added in proportion to 1 - L. color_shift ~ U(0.4, 0.5), intensity ~ U(0.7, 0.8).
+
+    No HLS round trip: turning the hue keeps each pixel's largest and smallest channel, hence its
+    lightness and saturation, and `with_lightness` then sets the lightness alone."""
     shift_bounds, intensity_bounds = at_level(ISO_COLOR_SHIFT, level), at_level(ISO_INTENSITY, level)
     _, _, height, width = images.shape
-    hls = rgb_to_hls(images)
-    lightness_std = hls[:, 1].flatten(1).std(dim=1).cpu()
-
-    stds = iter(lightness_std.tolist())
+    lightness = (images.amax(dim=1, keepdim=True) + images.amin(dim=1, keepdim=True)) / 2
+    stds = iter(lightness.flatten(1).std(dim=1).cpu().tolist())
 
     def fill(out: torch.Tensor, g: torch.Generator) -> None:
         u = unit(g)
         color_shift, intensity = lerp(shift_bounds, u), lerp(intensity_bounds, u)
-        out[0].normal_(generator=g).mul_(color_shift * intensity * 2 * math.pi)
+        out[0].normal_(generator=g).mul_(color_shift * intensity)
         # the rate depends on the image; rounding it keeps device/batch float differences (~1e-7)
         # from changing Poisson draws, so CPU, GPU and one-by-one runs draw the same counts
         rate = round(next(stds) * intensity * 255.0, 2)
         out[1] = poisson(g, rate, (height, width)).div_(255.0)
 
     noise = fields(generators, (2, height, width), fill, images)
-    hue = torch.remainder(hls[:, 0] + noise[:, 0], 2 * math.pi)
-    lightness = hls[:, 1] + noise[:, 1] * (1.0 - hls[:, 1])
-    return hls_to_rgb(torch.stack([hue, lightness.clamp(0.0, 1.0), hls[:, 2]], dim=1))
+    brighter = torch.addcmul(lightness, noise[:, 1:], 1.0 - lightness).clamp_(0.0, 1.0)
+    return with_lightness(rotate_hue(images, noise[:, 0]), lightness, brighter)
 
 
 @register("impulse_noise")
@@ -112,9 +111,20 @@ def impulse_noise(
     return fields(generators, images.shape[1:], draw, images, out=out).mul_(images)
 
 
+def with_lightness(images: torch.Tensor, lightness: torch.Tensor, new_lightness: torch.Tensor) -> torch.Tensor:
+    """Sets the HLS lightness of RGB images (B, 3, H, W) to `new_lightness` (B, 1, H, W), keeping hue
+    and HLS saturation, without a colour-space round trip: with chroma = S * (1 - |2L - 1|), every
+    channel is L + (c - L) * chroma' / chroma."""
+    spread = 1 - (2 * lightness - 1).abs()
+    ratio = (1 - (2 * new_lightness - 1).abs()) / spread.clamp_min(1e-6)
+    ratio = torch.where(spread > 1e-6, ratio, torch.zeros_like(ratio))  # black or white: no chroma
+    return (images - lightness).mul_(ratio).add_(new_lightness)
+
+
 def rotate_hue(images: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
-    """Adds turns (B,) of a full circle to the HSV hue of images (B, 3, H, W), keeping value and
-    saturation: kornia's `adjust_hue` to 1e-6, in half the time (no HSV tensors are built)."""
+    """Adds turns, (B,) per image or (B, H, W) per pixel, of a full circle to the HSV (= HLS) hue of
+    images (B, 3, H, W), keeping each pixel's largest and smallest channel: kornia's `adjust_hue`
+    to 1e-6, in half the time (no HSV tensors are built)."""
     red, green, blue = images.unbind(1)
     value = images.amax(dim=1)
     chroma = value - images.amin(dim=1)
@@ -124,7 +134,7 @@ def rotate_hue(images: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
         torch.remainder((green - blue) / safe, 6),
         torch.where(value == green, (blue - red) / safe + 2, (red - green) / safe + 4),
     )
-    hue = torch.remainder(hue + 6 * turns.view(-1, 1, 1), 6)
+    hue = torch.remainder(hue + 6 * (turns.view(-1, 1, 1) if turns.dim() == 1 else turns), 6)
     channels = []
     for offset in (5.0, 3.0, 1.0):  # red, green, blue in the standard HSV -> RGB formula
         k = torch.remainder(hue + offset, 6)

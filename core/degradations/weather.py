@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from kornia.filters import gaussian_blur2d
 
 from .kernels import cloud_shape, correlate_per_sample, fractal_noise, largest_odd_kernel, motion_kernels, sparse_points
+from .photometric import with_lightness
 from .registry import register
 from .sampling import at_level, fields, lerp, per_sample, unit
 
@@ -38,16 +39,6 @@ RAIN_COLOR = 0.8
 RAIN_DARKENING = 0.85
 RAIN_MAX_OPACITY = 0.8
 FLAKE_OPACITY = 4.0
-
-
-def with_lightness(images: torch.Tensor, lightness: torch.Tensor, new_lightness: torch.Tensor) -> torch.Tensor:
-    """Sets the HLS lightness of RGB images (B, 3, H, W) to `new_lightness` (B, 1, H, W), keeping hue
-    and HLS saturation, without a colour-space round trip: with chroma = S * (1 - |2L - 1|), every
-    channel is L + (c - L) * chroma' / chroma."""
-    spread = 1 - (2 * lightness - 1).abs()
-    ratio = (1 - (2 * new_lightness - 1).abs()) / spread.clamp_min(1e-6)
-    ratio = torch.where(spread > 1e-6, ratio, torch.zeros_like(ratio))  # black or white: no chroma
-    return (images - lightness).mul_(ratio).add_(new_lightness)
 
 
 def _streaked(layer: torch.Tensor, lengths: Sequence[int], angles: torch.Tensor) -> torch.Tensor:
