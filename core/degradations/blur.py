@@ -55,12 +55,20 @@ def zoom_blur(images: torch.Tensor, generators: Sequence[torch.Generator], level
     base = F.affine_grid(identity, [1, *images.shape[1:]], align_corners=False)  # (1, H, W, 2)
     total = images.clone()
     for k in range(1, int(counts.max()) + 1):
-        # samples with fewer zooms get a weight of 0 for this one
-        weight = (counts >= k).to(images).view(-1, 1, 1, 1)
-        inverse_scale = (1.0 / (1.0 + k * steps)).to(images).view(-1, 1, 1, 1)
-        grid = base * inverse_scale
-        zoomed = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        total.addcmul_(zoomed, weight)
+        active = (counts >= k).nonzero().flatten().tolist()  # samples with fewer zooms are done
+        everyone = len(active) == len(images)
+        inverse_scale = (1.0 / (1.0 + k * steps[active])).to(images).view(-1, 1, 1, 1)
+        zoomed = F.grid_sample(
+            images if everyone else images[active],
+            base * inverse_scale,
+            mode="bilinear",
+            padding_mode="border",
+            align_corners=False,
+        )
+        if everyone:
+            total.add_(zoomed)
+        else:
+            total[active] += zoomed
     return total.div_((counts.clamp_min(0) + 1).to(images).view(-1, 1, 1, 1))
 
 
