@@ -72,7 +72,7 @@ def register(name: str, fn: Optional[Degradation] = None):
 
 
 @functools.lru_cache(maxsize=None)
-def takes_out(fn: Degradation) -> bool:
+def _takes_out(fn: Degradation) -> bool:
     """Whether a degradation accepts the keyword `out` (see `Degradation`)."""
     return "out" in inspect.signature(fn).parameters
 
@@ -181,7 +181,7 @@ def _run(work: torch.Tensor, names: List[str], generators: List[torch.Generator]
     kinds_in_order = list(dict.fromkeys(names))
     if len(kinds_in_order) == 1:
         fn = DEGRADATIONS[kinds_in_order[0]]
-        if takes_out(fn) and out.dtype == work.dtype and not _same_storage(out, work):
+        if _takes_out(fn) and out.dtype == work.dtype and not _same_storage(out, work):
             result = fn(work, generators, level, out=out)
         else:
             result = fn(work, generators, level)

@@ -51,9 +51,10 @@ def fields(
         fill(sample, generator)
     if direct:
         return buffer
+    if out is not None:
+        return out.copy_(buffer)  # to out's device and dtype in one step
     target = like.dtype if dtype.is_floating_point else dtype
-    moved = buffer.to(device=like.device, dtype=target)
-    return moved if out is None else out.copy_(moved)
+    return buffer.to(device=like.device, dtype=target)
 
 
 def odd_sizes(generators: Sequence[torch.Generator], low: int, high: int) -> List[int]:
