@@ -50,17 +50,28 @@ def _check_index(index: int, length: int) -> int:
     return index % length
 
 
+def label_masks(labels: np.ndarray) -> np.ndarray:
+    """(H, W) labels -> (M, H, W) bool: one mask per nonzero label, in increasing order (a binary
+    map is one object)."""
+    values = np.unique(labels)
+    values = values[values != 0]
+    return labels[None] == values[:, None, None]
+
+
 def read_mask_array(path: str | os.PathLike) -> np.ndarray:
-    """A `.npy` file of object masks as (M, H, W) bool; (H, W) is one object, nonzero is foreground."""
+    """A `.npy` file of object masks as (M, H, W) bool: (M, H, W) with nonzero foreground, or
+    (H, W) labels (see `label_masks`)."""
     path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such mask file")
     try:
         masks = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:
         raise InputError(f"{path}: not a readable .npy mask array ({error})".splitlines()[0]) from None
-    if masks.ndim == 2:
-        masks = masks[None]
-    if masks.ndim != 3 or not (masks.dtype == np.bool_ or np.issubdtype(masks.dtype, np.number)):
+    if masks.ndim not in (2, 3) or not (masks.dtype == np.bool_ or np.issubdtype(masks.dtype, np.number)):
         raise InputError(f"{path}: masks must be a numeric (M, H, W) or (H, W) array, got {masks.dtype} {masks.shape}")
+    if masks.ndim == 2:
+        return label_masks(masks)
     return masks.astype(bool) if masks.dtype != np.bool_ else masks
 
 
@@ -79,9 +90,7 @@ def read_mask_image(path: str | os.PathLike) -> np.ndarray:
         image = (image[..., 0] << 32) | (image[..., 1] << 16) | image[..., 2]
     if image.ndim != 2:
         raise InputError(f"{path}: a mask image must be gray or RGB, got shape {image.shape}")
-    labels = np.unique(image)
-    labels = labels[labels != 0]
-    return image[None] == labels[:, None, None]
+    return label_masks(image)
 
 
 def read_masks(path: str | os.PathLike) -> np.ndarray:

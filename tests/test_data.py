@@ -13,6 +13,7 @@ from core.data import (
     MaskFolderDataset,
     RobustSegSplit,
     Sample,
+    read_mask_array,
     read_mask_image,
     split_datasets,
 )
@@ -78,6 +79,27 @@ def test_robustseg_rejects_masks_of_another_size(tmp_path):
     np.save(folder / "masks" / "a.npy", np.zeros((1, 10, 10), bool))
     with pytest.raises(InputError, match="a.npy: masks are 10x10, the image is 24x32"):
         RobustSegSplit(tmp_path, "test")[0]
+
+
+def test_mask_arrays_stacked_or_as_label_maps(tmp_path):
+    labels = np.zeros((6, 8), np.int32)
+    labels[0, :3], labels[5, :2] = 9, 4
+    np.save(tmp_path / "labels.npy", labels)
+    assert read_mask_array(tmp_path / "labels.npy").sum(axis=(1, 2)).tolist() == [2, 3]  # labels 4, 9
+    np.save(tmp_path / "binary.npy", labels > 0)
+    assert read_mask_array(tmp_path / "binary.npy").shape == (1, 6, 8)
+    stacked = np.zeros((2, 6, 8), np.uint8)
+    stacked[1, 2] = 5
+    np.save(tmp_path / "stacked.npy", stacked)
+    assert read_mask_array(tmp_path / "stacked.npy").sum(axis=(1, 2)).tolist() == [0, 8]
+    for bad, message in ((np.zeros((2, 2, 2, 2)), "must be a numeric"), (None, "no such mask file")):
+        path = tmp_path / "bad.npy"
+        if bad is not None:
+            np.save(path, bad)
+        else:
+            path = tmp_path / "missing.npy"
+        with pytest.raises(InputError, match=message):
+            read_mask_array(path)
 
 
 def test_mask_png_binary_and_label_maps(tmp_path):

@@ -11,8 +11,9 @@ from typing import List
 import imageio.v3 as iio
 import numpy as np
 
+from ..data import read_masks as read_object_masks
 from ..errors import InputError
-from ..io import atomic_path
+from ..io import atomic_path, read_pixels
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 JPEG_QUALITY = 95
@@ -38,54 +39,21 @@ def find_mask(masks: Path, image: Path) -> Path:
     raise InputError(f"{masks}: no mask for {image.name} (looked for {stem}.npy, {stem}.png, {stem}/)")
 
 
-def _label_masks(labels: np.ndarray) -> np.ndarray:
-    """(H, W) integer labels -> (M, H, W) bool, one mask per nonzero label in increasing order."""
-    values = np.unique(labels)
-    values = values[values != 0]
-    return labels[None] == values[:, None, None]
-
-
-def _masks_from_image(array: np.ndarray) -> np.ndarray:
-    """A label or binary mask image -> (M, H, W) bool. Colour images: each non-black colour is a label."""
-    if array.ndim == 3:
-        rgb = array[..., :3] if array.shape[2] >= 3 else array[..., :1]
-        if rgb.shape[2] == 3 and not np.all(rgb == rgb[..., :1]):
-            _, inverse = np.unique(rgb.reshape(-1, 3), axis=0, return_inverse=True)
-            labels = inverse.reshape(rgb.shape[:2]) + 1
-            labels[np.all(rgb == 0, axis=2)] = 0
-            array = labels
-        else:
-            array = rgb[..., 0]
-    return _label_masks(array)
-
-
 def read_masks(source: Path, height: int, width: int) -> np.ndarray:
-    """Reads the masks of one image as (M, H, W) bool; InputError naming the file when unreadable
-    or of another size than the image."""
-    try:
-        if source.is_dir():
-            files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            if not files:
-                raise InputError(f"{source}: no mask images in the folder")
-            planes = [np.asarray(iio.imread(p, index=0)) for p in files]
-            masks = np.stack([(p if p.ndim == 2 else p[..., :3].max(axis=2)) != 0 for p in planes])
-        elif source.suffix == ".npy":
-            array = np.load(source, allow_pickle=False)
-            if array.ndim == 2:
-                masks = _label_masks(array)
-            elif array.ndim == 3:
-                masks = array != 0
-            else:
-                raise InputError(f"{source}: expected (H, W) labels or (M, H, W) masks, got shape {array.shape}")
-        else:
-            masks = _masks_from_image(np.asarray(iio.imread(source, index=0)))
-    except InputError:
-        raise
-    except Exception as error:  # numpy and imageio raise many types for corrupt files
-        raise InputError(f"{source}: not a readable mask ({type(error).__name__}: {error})".splitlines()[0]) from None
+    """Reads the masks of one image as (M, H, W) bool from a `.npy` array or a mask image
+    (`core.data.read_masks`) or a folder of binary mask images, one per object; InputError naming
+    the file when unreadable or of another size than the image."""
+    if source.is_dir():
+        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise InputError(f"{source}: no mask images in the folder")
+        planes = [read_pixels(p, "mask image") for p in files]
+        masks = np.stack([(p if p.ndim == 2 else p[..., :3].max(axis=2)) != 0 for p in planes])
+    else:
+        masks = read_object_masks(source)
     if masks.shape[1:] != (height, width):
         raise InputError(f"{source}: masks are {masks.shape[2]}x{masks.shape[1]}, the image is {width}x{height}")
-    return masks.astype(bool)
+    return masks
 
 
 def file_seed(seed: int, kind: str, name: str) -> int:
