@@ -11,11 +11,12 @@ from typing import List
 import imageio.v3 as iio
 import numpy as np
 
+from ..data import IMAGE_EXTENSIONS
+from ..data import list_images as images_in
 from ..data import read_masks as read_object_masks
 from ..errors import InputError
 from ..io import atomic_path, read_pixels
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 JPEG_QUALITY = 95
 
 
@@ -23,9 +24,9 @@ def list_images(folder: Path) -> List[Path]:
     """The image files directly in `folder`, sorted by name (the layout pairs files by sorted name)."""
     if not folder.is_dir():
         raise InputError(f"{folder}: not a folder of images")
-    images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    images = images_in(folder)
     if not images:
-        raise InputError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise InputError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)})")
     return images
 
 
@@ -44,7 +45,7 @@ def read_masks(source: Path, height: int, width: int) -> np.ndarray:
     (`core.data.read_masks`) or a folder of binary mask images, one per object; InputError naming
     the file when unreadable or of another size than the image."""
     if source.is_dir():
-        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = images_in(source)
         if not files:
             raise InputError(f"{source}: no mask images in the folder")
         planes = [read_pixels(p, "mask image") for p in files]

@@ -83,7 +83,7 @@ def iso_noise(images: torch.Tensor, generators: Sequence[torch.Generator], level
     lightness and saturation, and `with_lightness` then sets the lightness alone."""
     shift_bounds, intensity_bounds = at_level(ISO_COLOR_SHIFT, level), at_level(ISO_INTENSITY, level)
     _, _, height, width = images.shape
-    lightness = (images.amax(dim=1, keepdim=True) + images.amin(dim=1, keepdim=True)) / 2
+    lightness = hls_lightness(images)
     stds = iter(lightness.flatten(1).std(dim=1).cpu().tolist())
 
     def fill(out: torch.Tensor, g: torch.Generator) -> None:
@@ -109,6 +109,11 @@ def impulse_noise(
     low, high = at_level(MULTIPLIER, level)
     draw = lambda sample, g: sample.uniform_(low, high, generator=g)  # noqa: E731
     return fields(generators, images.shape[1:], draw, images, out=out).mul_(images)
+
+
+def hls_lightness(images: torch.Tensor) -> torch.Tensor:
+    """HLS lightness (B, 1, H, W) of RGB images (B, 3, H, W): the mean of the largest and smallest channel."""
+    return (images.amax(dim=1, keepdim=True) + images.amin(dim=1, keepdim=True)) / 2
 
 
 def with_lightness(images: torch.Tensor, lightness: torch.Tensor, new_lightness: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from kornia.filters import gaussian_blur2d
 
 from .kernels import cloud_shape, correlate_per_sample, fractal_noise, largest_odd_kernel, motion_kernels, sparse_points
-from .photometric import with_lightness
+from .photometric import hls_lightness, with_lightness
 from .registry import register
 from .sampling import at_level, fields, lerp, per_sample, unit
 
@@ -65,7 +65,7 @@ def snow(images: torch.Tensor, generators: Sequence[torch.Generator], level: int
         flakes = _streaked(flakes, [fall] * len(generators), angles)
     alpha = (flakes * FLAKE_OPACITY).clamp(0.0, 1.0)
 
-    lightness = (images.amax(dim=1, keepdim=True) + images.amin(dim=1, keepdim=True)) / 2
+    lightness = hls_lightness(images)
     below = lightness < threshold.to(images).view(-1, 1, 1, 1)
     brighter = torch.where(below, (lightness * gain).clamp(max=1.0), lightness)
     snowy = with_lightness(images, lightness, brighter)
