@@ -14,15 +14,13 @@ DIRECT_MAX_KERNEL = 11
 def correlate_per_sample(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     """Correlates each image with its own odd square kernel, reflecting at the borders.
 
-    images (B, C, H, W), kernels (B, k, k) -> (B, C, H, W). Colour images with kernels up to
-    DIRECT_MAX_KERNEL go to kornia's direct `filter2d`; larger kernels use the FFT, whose cost does
-    not grow with k: motion-blur and rain kernels reach 35-80 px, where direct correlation is 10-50x
-    slower. Single-channel fields (snow, rain) always use the FFT: oneDNN's grouped convolution
-    with one channel per group took 8-15 ms per pair of 512x512 fields, the FFT 4 ms.
+    images (B, C, H, W), kernels (B, k, k) -> (B, C, H, W). Kernels up to DIRECT_MAX_KERNEL go to
+    kornia's direct `filter2d`; larger ones use the FFT, whose cost does not grow with k: motion-blur
+    and rain kernels reach 35-80 px, where direct correlation is 10-50x slower.
     """
-    batch, channels, height, width = images.shape
+    batch, _, height, width = images.shape
     size = kernels.shape[-1]
-    if size <= DIRECT_MAX_KERNEL and channels > 1:
+    if size <= DIRECT_MAX_KERNEL:
         return filter2d(images, kernels.to(images.dtype), border_type="reflect")
     pad = size // 2
     padded = F.pad(images, (pad, pad, pad, pad), mode="reflect")
