@@ -7,7 +7,7 @@ albumentations is optional and only for this benchmark (`pip install albumentati
 only our numbers and the per-pixel loop are printed. Ours takes float (B, 3, H, W) tensors in
 [0, 1] and albumentations uint8 (H, W, 3) arrays: neither includes file I/O or conversion. Ours
 writes into one output buffer per batch shape, reused from call to call, as `robustsam degrade`
-does from type to type (a fresh 16 x 512 x 512 batch costs ~1 ms per image in page faults alone).
+does from type to type (a fresh output made brightness 2.4x slower: benchmarks/bench_choices.py).
 """
 
 from __future__ import annotations

@@ -100,7 +100,8 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
 
 
 # zlib level for mask PNGs: OpenCV's default, which segment-anything's amg.py writes with. Level 6
-# (Pillow's default) took 13-15 ms per noisy 640x480 mask, level 1 4 ms, for files 1.5-2.7x larger.
+# (Pillow's default) was 2.4x slower on a detailed 640x480 mask, for a file 1.6x smaller
+# (benchmarks/bench_choices.py).
 MASK_PNG_LEVEL = 1
 
 

@@ -25,8 +25,8 @@ def correlate_per_sample(images: torch.Tensor, kernels: torch.Tensor) -> torch.T
     pad = size // 2
     padded = F.pad(images, (pad, pad, pad, pad), mode="reflect")
     # Zeros after the padded image change nothing in the window kept (no output reads past the
-    # padding) and let the FFT run on a fast length: 1058 (1024 + a 35 px kernel) = 2 * 23^2 is 3x
-    # slower to transform than 1080.
+    # padding) and let the FFT run on a fast length: 1058 (1024 + a 35 px kernel) = 2 * 23^2 took
+    # 3x as long to transform as 1080 (benchmarks/bench_choices.py).
     fft_shape = tuple(fast_fft_length(n) for n in padded.shape[-2:])
     spectrum = torch.fft.rfft2(padded, s=fft_shape)
     kernel_spectrum = torch.fft.rfft2(kernels.to(images.dtype), s=fft_shape)

@@ -54,8 +54,7 @@ DEFAULT_LEVEL = 3  # the published parameters
 
 _SEED_BOUND = 2**62
 # Pixels per step on the CPU (see `degrade`): two 512x512 images, one 1024x1024. At 1024x1024 one
-# image per step ran zoom_blur, compression and color_jitter 5-20% faster than two; at 512x512 two
-# beat one and four.
+# image per step ran zoom_blur 1.1x faster than two (benchmarks/bench_choices.py).
 CPU_CHUNK_PIXELS = 2 * 512 * 512
 
 
@@ -142,8 +141,8 @@ def degrade(
       generator: a CPU generator (one seed per sample is drawn from it), B CPU generators (one per
         sample, used as they are), or None (seeds from torch's default generator).
       out: where to write the result, shaped, typed and placed like `images`; may be `images` itself.
-        A batch loop that reuses one buffer spares the allocation, which on the CPU costs more than
-        the cheapest degradations (about 1 ms per 512x512 image in page faults).
+        A batch loop that reuses one buffer spares the allocation, whose page faults on the CPU cost
+        more than the cheapest degradations (brightness 2.4x faster, benchmarks/bench_choices.py).
 
     Returns:
       (B, 3, H, W) in [0, 1], same device and dtype as `images` (`out` when given).
@@ -172,8 +171,8 @@ def degrade(
     step = max(1, CPU_CHUNK_PIXELS // (height * width)) if work.device.type == "cpu" else batch
     for start in range(0, batch, step):
         end = start + step
-        # Channels-last input (an (H, W, 3) array permuted) slows the filters, FFTs and noise
-        # draws by up to 6x; a chunk is small enough to reorder in cache.
+        # Channels-last input (an (H, W, 3) array permuted) made gauss_noise 1.5x slower
+        # (benchmarks/bench_choices.py); a chunk is small enough to reorder in cache.
         chunk = work[start:end].contiguous()
         _run(chunk, names[start:end], generators[start:end], level, out[start:end])
     return out

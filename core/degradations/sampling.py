@@ -68,9 +68,9 @@ POISSON_LEVELS = 2**16
 
 def poisson(generator: torch.Generator, rate: float, shape: Sequence[int]) -> torch.Tensor:
     """Poisson counts of one `rate` by inverting the CDF at uniform draws on a grid of
-    POISSON_LEVELS levels: each count's probability is exact to 1 / POISSON_LEVELS, and a lookup
-    in the 65536-entry table is 3x faster than a binary search per pixel (and several times faster
-    than `torch.poisson`) when all pixels share a rate."""
+    POISSON_LEVELS levels: each count's probability is exact to 1 / POISSON_LEVELS. When all pixels
+    share a rate, a lookup in the 65536-entry table is 3x faster than a binary search per pixel
+    (benchmarks/bench_choices.py), itself several times faster than `torch.poisson`."""
     levels = torch.randint(0, POISSON_LEVELS, tuple(shape), generator=generator)
     if rate <= 0:
         return torch.zeros(*shape)
