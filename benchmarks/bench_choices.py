@@ -3,10 +3,11 @@ in one run on one torch thread (median of --repeats after a warm-up):
 
     python3 benchmarks/bench_choices.py [--repeats 7]
 
-Rows: `degrade`'s reused output buffer, mask PNG compression, FFT lengths, Poisson draws, planar
-layout, CPU chunk size, ISO_noise's colour maths and the Fourier filter's unguarded path. A fresh
-50 MB output costs page faults that glibc's allocator state decides: the output-buffer row runs
-first, as in a fresh `robustsam degrade` process; after other large allocations it shrinks.
+Rows: `degrade`'s reused output buffer, mask PNG compression, FFT lengths, direct against FFT
+correlation at 1024x1024, Poisson draws, planar layout, CPU chunk size, ISO_noise's colour maths
+and the Fourier filter's unguarded path. A fresh 50 MB output costs page faults that glibc's
+allocator state decides: the output-buffer row runs first, as in a fresh `robustsam degrade`
+process; after other large allocations it shrinks.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 from kornia.color import hls_to_rgb, rgb_to_hls
+from kornia.filters import filter2d
 
 from core.degradations import degrade, registry
-from core.degradations.kernels import fast_fft_length
+from core.degradations.kernels import correlate_per_sample, fast_fft_length
 from core.degradations.photometric import hls_lightness, rotate_hue, with_lightness
 from core.degradations.sampling import poisson
 from core.io import MASK_PNG_LEVEL
@@ -63,6 +65,19 @@ def fft_length() -> Case:
         return lambda: torch.fft.irfft2(torch.fft.rfft2(x), s=x.shape[-2:])
 
     return ("rfft2 + irfft2, 2x3 images", "1058 x 1058", round_trip(slow), f"{fast.shape[-1]} x {fast.shape[-1]}", round_trip(fast))
+
+
+def correlation(channels: int, batch: int) -> Case:
+    """Per-sample 5x5 kernels over 1024x1024 planes: snow's streaked flake fields (one channel) or a
+    short motion blur (three). `correlate_per_sample` takes the FFT for both."""
+    images, kernels = torch.rand(batch, channels, 1024, 1024), torch.rand(batch, 5, 5)
+    return (
+        f"{channels}-channel 5x5 correlation, {batch}x1024x1024",
+        "kornia filter2d (direct)",
+        lambda: filter2d(images, kernels, border_type="reflect"),
+        "correlate_per_sample (FFT)",
+        lambda: correlate_per_sample(images, kernels),
+    )
 
 
 def poisson_draws() -> Case:
@@ -169,6 +184,8 @@ def main(argv: List[str] | None = None) -> None:
             output_buffer(),  # first: what a fresh allocation costs depends on what the process did before
             mask_png(Path(tmp)),
             fft_length(),
+            correlation(channels=1, batch=2),
+            correlation(channels=3, batch=1),
             poisson_draws(),
             planar_layout(),
             chunk_size(),

@@ -9,18 +9,25 @@ import torch.nn.functional as F
 from kornia.filters import filter2d, get_motion_kernel2d
 
 DIRECT_MAX_KERNEL = 11
+# Above this many pixels per plane the FFT beats kornia's direct filter2d on the CPU even for 5x5
+# kernels (2.4x on a 1024x1024 colour image, benchmarks/bench_choices.py; at 640x640 and below the
+# direct filter won in one-off timings). Single-channel fields (snow's flakes) take the FFT at any
+# size: oneDNN's one-channel-per-group convolution was 2.7x slower at 1024x1024 and no faster at
+# 512x512.
+DIRECT_MAX_PIXELS = 640 * 640
 
 
 def correlate_per_sample(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     """Correlates each image with its own odd square kernel, reflecting at the borders.
 
-    images (B, C, H, W), kernels (B, k, k) -> (B, C, H, W). Kernels up to DIRECT_MAX_KERNEL go to
-    kornia's direct `filter2d`; larger ones use the FFT, whose cost does not grow with k: motion-blur
-    and rain kernels reach 35-80 px, where direct correlation is 10-50x slower.
+    images (B, C, H, W), kernels (B, k, k) -> (B, C, H, W). Colour images up to DIRECT_MAX_PIXELS
+    with kernels up to DIRECT_MAX_KERNEL go to kornia's direct `filter2d`; the rest use the FFT,
+    whose cost does not grow with k: motion-blur and rain kernels reach 35-80 px, where direct
+    correlation is 10-50x slower.
     """
-    batch, _, height, width = images.shape
+    batch, channels, height, width = images.shape
     size = kernels.shape[-1]
-    if size <= DIRECT_MAX_KERNEL:
+    if size <= DIRECT_MAX_KERNEL and channels > 1 and height * width <= DIRECT_MAX_PIXELS:
         return filter2d(images, kernels.to(images.dtype), border_type="reflect")
     pad = size // 2
     padded = F.pad(images, (pad, pad, pad, pad), mode="reflect")
