@@ -4,10 +4,10 @@ in one run on one torch thread (median of --repeats after a warm-up):
     python3 benchmarks/bench_choices.py [--repeats 7]
 
 Rows: `degrade`'s reused output buffer, mask PNG compression, FFT lengths, direct against FFT
-correlation at 1024x1024, Poisson draws, planar layout, CPU chunk size, ISO_noise's colour maths
-and the Fourier filter's unguarded path. A fresh 50 MB output costs page faults that glibc's
-allocator state decides: the output-buffer row runs first, as in a fresh `robustsam degrade`
-process; after other large allocations it shrinks.
+correlation at 1024x1024, Poisson draws, planar layout, CPU chunk size, ISO_noise's colour maths,
+the Fourier filter's unguarded path, and one choice not taken: compiling color_jitter. A fresh
+50 MB output costs page faults that glibc's allocator state decides: the output-buffer row runs
+first, as in a fresh `robustsam degrade` process; after other large allocations it shrinks.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 from kornia.color import hls_to_rgb, rgb_to_hls
+from kornia.enhance import adjust_contrast_with_mean_subtraction, adjust_saturation_with_gray_subtraction
 from kornia.filters import filter2d
 
 from core.degradations import degrade, registry
@@ -156,6 +157,33 @@ def iso_colour() -> Case:
     return ("hue turn + lightness, 2x512x512", "kornia HLS round trip", round_trip, "rotate_hue + with_lightness", closed_form)
 
 
+def compiled_jitter() -> Case:
+    """color_jitter's pixel chain (brightness, contrast, saturation, hue) on 2x512x512 images, eager
+    against `torch.compile` (inductor's fused C++ loops; not shipped: compiling takes seconds per
+    input shape and needs a C++ compiler at run time). The compile itself is not timed."""
+    images = torch.rand(2, 3, 512, 512)
+    factors = torch.tensor([[1.2, 0.9, 1.3], [0.7, 1.1, 0.5]])
+    turns = torch.tensor([0.3, -0.2])
+
+    def chain(x: torch.Tensor, f: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        x = (x * f[:, 0].view(-1, 1, 1, 1)).clamp(0.0, 1.0)
+        x = adjust_contrast_with_mean_subtraction(x, f[:, 1]).clamp(0.0, 1.0)
+        x = adjust_saturation_with_gray_subtraction(x, f[:, 2]).clamp(0.0, 1.0)
+        return rotate_hue(x, t)
+
+    compiled = torch.compile(chain, dynamic=False)
+    start = time.perf_counter()
+    compiled(images, factors, turns)
+    print(f"color_jitter chain compiled in {time.perf_counter() - start:.1f} s", flush=True)
+    return (
+        "color_jitter chain, 2x512x512",
+        "eager (shipped)",
+        lambda: chain(images, factors, turns),
+        "torch.compile",
+        lambda: compiled(images, factors, turns),
+    )
+
+
 def fourier_guard() -> Case:
     """The decoder's mask-feature filter at inference, (1, 64, 256, 256): a channel of zeros gives
     zero bins and so the guarded path; without zero bins the unguarded one runs."""
@@ -191,6 +219,7 @@ def main(argv: List[str] | None = None) -> None:
             chunk_size(),
             iso_colour(),
             fourier_guard(),
+            compiled_jitter(),
         ]
         print(f"torch {torch.__version__}, 1 thread, median of {args.repeats}")
         print(f"| work | before | ms | now | ms | speed-up |\n|---|---|---:|---|---:|---:|")

@@ -1,5 +1,6 @@
 """Images per second of every degradation, batched (ours) against albumentations (one image at a
-time, as the published generator ran), and frosted glass against a per-pixel Python loop.
+time, as the published generator ran), the time of one float32 pass over the images (the floor for
+any degradation on float tensors), and frosted glass against a per-pixel Python loop.
 
     python3 benchmarks/bench_degrade.py --sizes 512 1024 --batches 1 16 --device cpu
 
@@ -119,6 +120,14 @@ def main(argv: Optional[List[str]] = None) -> None:
                 ours = batch / seconds
                 albu = f"{albu_rate:12.1f}{ours / albu_rate:11.2f}" if albu_rate else f"{'-':>12}{'-':>11}"
                 print(f"{kind:<20}{size:>6}{batch:>6}{ours:12.1f}{albu}", flush=True)
+
+    print("\nfloor for any float32 degradation, one pass that reads the images and writes others:")
+    for size in args.sizes:
+        batch = max(args.batches)
+        images = torch.rand(batch, 3, size, size, device=device)
+        out = torch.empty_like(images)
+        seconds = median_seconds(lambda: torch.mul(images, 0.7, out=out), args.repeats, sync) / batch
+        print(f"  {size}x{size}: torch.mul(x, c, out=y) {seconds * 1000:.3f} ms/img (batch {batch})")
 
     crop = args.glass_crop
     rng = np.random.default_rng(0)

@@ -10,10 +10,10 @@ from kornia.filters import filter2d, get_motion_kernel2d
 
 DIRECT_MAX_KERNEL = 11
 # Above this many pixels per plane the FFT beats kornia's direct filter2d on the CPU even for 5x5
-# kernels (2.4x on a 1024x1024 colour image, benchmarks/bench_choices.py; at 640x640 and below the
-# direct filter won in one-off timings). Single-channel fields (snow's flakes) take the FFT at any
-# size: oneDNN's one-channel-per-group convolution was 2.7x slower at 1024x1024 and no faster at
-# 512x512.
+# kernels (1.8-2.4x on a 1024x1024 colour image, benchmarks/bench_choices.py; at 640x640 and below
+# the direct filter won in one-off timings). Single-channel fields (snow's flakes) take the FFT at
+# any size: oneDNN's one-channel-per-group convolution was 2.1-2.7x slower at 1024x1024 and no
+# faster at 512x512.
 DIRECT_MAX_PIXELS = 640 * 640
 
 
@@ -33,7 +33,7 @@ def correlate_per_sample(images: torch.Tensor, kernels: torch.Tensor) -> torch.T
     padded = F.pad(images, (pad, pad, pad, pad), mode="reflect")
     # Zeros after the padded image change nothing in the window kept (no output reads past the
     # padding) and let the FFT run on a fast length: 1058 (1024 + a 35 px kernel) = 2 * 23^2 took
-    # 3x as long to transform as 1080 (benchmarks/bench_choices.py).
+    # 2.3-3.4x as long to transform as 1080 (benchmarks/bench_choices.py).
     fft_shape = tuple(fast_fft_length(n) for n in padded.shape[-2:])
     spectrum = torch.fft.rfft2(padded, s=fft_shape)
     kernel_spectrum = torch.fft.rfft2(kernels.to(images.dtype), s=fft_shape)

@@ -54,7 +54,7 @@ DEFAULT_LEVEL = 3  # the published parameters
 
 _SEED_BOUND = 2**62
 # Pixels per step on the CPU (see `degrade`): two 512x512 images, one 1024x1024. At 1024x1024 one
-# image per step ran zoom_blur 1.1x faster than two (benchmarks/bench_choices.py).
+# image per step ran zoom_blur 1.1-1.45x faster than two (benchmarks/bench_choices.py).
 CPU_CHUNK_PIXELS = 2 * 512 * 512
 
 
