@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.table import Table
 
 from core import RobustPredictor, build_robustsam
-from core.data import Sample
-from core.prompting import sample_prompts
+from core.data.datasets import Sample
+from core.evaluation.prompt_sampling import sample_prompts
 from train.evaluate import score_image
 
 

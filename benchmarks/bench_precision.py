@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from core import RobustPredictor, build_robustsam
-from core.checkpoint import expected_shapes
-from core.synthetic import synthetic_state_dict
+from core.model.checkpoint import expected_shapes
+from core.model.synthetic_weights import synthetic_state_dict
 
 BOXES = [[10 + 20 * i, 20 + 10 * i, 300 + 10 * i, 400] for i in range(10)]
 

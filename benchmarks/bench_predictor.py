@@ -36,11 +36,11 @@ from segment_anything import SamPredictor  # noqa: E402
 from segment_anything.modeling import MaskDecoder, Sam  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-import core.winograd  # noqa: E402
+import core.model.winograd  # noqa: E402
 from core import RobustPredictor, RobustSam, get_config  # noqa: E402
-from core.checkpoint import expected_shapes, is_robust_key  # noqa: E402
-from core.model import PIXEL_MEAN, PIXEL_STD  # noqa: E402
-from core.synthetic import synthetic_state_dict  # noqa: E402
+from core.model.checkpoint import expected_shapes, is_robust_key  # noqa: E402
+from core.model.robustsam import PIXEL_MEAN, PIXEL_STD  # noqa: E402
+from core.model.synthetic_weights import synthetic_state_dict  # noqa: E402
 
 PATHS = ("robust", "sam", "segment_anything")
 PROMPT_COUNTS = (1, 10)
@@ -130,14 +130,14 @@ def encoder_flops(model: RobustSam) -> dict[str, float]:
         size = config.embedding_size
         embedding = torch.randn(1, config.prompt_embed_dim, size, size, device=model.device)
         early = torch.randn(1, config.encoder_embed_dim, size, size, device=model.device)
-        threshold = core.winograd.WINOGRAD_MIN_CHANNELS
+        threshold = core.model.winograd.WINOGRAD_MIN_CHANNELS
         for name, minimum in (("robust image feature (direct)", 10**9), ("robust image feature (Winograd)", threshold)):
-            core.winograd.WINOGRAD_MIN_CHANNELS = minimum
+            core.model.winograd.WINOGRAD_MIN_CHANNELS = minimum
             try:
                 with FlopCounterMode(display=False) as counter:
                     model.mask_decoder.image_feature(embedding, early)
             finally:
-                core.winograd.WINOGRAD_MIN_CHANNELS = threshold
+                core.model.winograd.WINOGRAD_MIN_CHANNELS = threshold
             counts[name] = counter.get_total_flops()
     return counts
 

@@ -1,7 +1,7 @@
 """Images/s of `robustsam segment`'s pipeline against re-encoding the image for every prompt.
 
 The published RobustSAM code runs the whole model (image encoder included) once per prompt;
-`core.segment` encodes each image once and decodes all its box prompts in batches. Both run in
+`core.inference.segment` encodes each image once and decodes all its box prompts in batches. Both run in
 the same process on the same synthetic-weight model, images and boxes, and write one PNG per mask.
 
     python3 benchmarks/bench_segment.py --model-type vit_b --images 1 --repeats 3
@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from core import RobustPredictor, build_robustsam
-from core.checkpoint import expected_shapes
-from core.io import read_image, write_mask
-from core.segment import prepare_run
-from core.synthetic import synthetic_state_dict
+from core.model.checkpoint import expected_shapes
+from core.data.io import read_image, write_mask
+from core.inference.segment import prepare_run
+from core.model.synthetic_weights import synthetic_state_dict
 
 
 def make_inputs(folder: Path, images: int, height: int, width: int, prompts_per_image: int, seed: int = 0) -> dict[str, list[dict]]:
@@ -49,7 +49,7 @@ def make_inputs(folder: Path, images: int, height: int, width: int, prompts_per_
 
 
 def time_pipeline(model, folder: Path, prompts_file: Path, output: Path, robust: bool) -> float:
-    """Seconds for core.segment over the folder (one encode per image, batched prompts)."""
+    """Seconds for core.inference.segment over the folder (one encode per image, batched prompts)."""
     start = time.perf_counter()
     summary = prepare_run(model, [folder], output, prompts=prompts_file, robust=robust).run()
     assert not summary.failures, summary.failures

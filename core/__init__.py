@@ -1,13 +1,22 @@
-"""RobustSAM core: the model on `segment_anything`, checkpoints, and a SamPredictor-compatible predictor."""
+"""RobustSAM core: the model on `segment_anything` (`core.model`), running it (`core.inference`),
+files and samples (`core.data`), metrics (`core.evaluation`) and degradations (`core.degradations`)."""
 
-from .build import build_robustsam
-from .checkpoint import RobustModulesUninitialized, expected_shapes, infer_model_type, read_state_dict
-from .config import MODEL_CONFIGS, ModelConfig, get_config
-from .decoder import DecoderOutput, RobustMaskDecoder
 from .device import resolve_device
 from .errors import CheckpointError, InputError
-from .model import RobustSam
-from .predictor import RobustPredictor
+from .inference import RobustPredictor
+from .model import (
+    MODEL_CONFIGS,
+    DecoderOutput,
+    ModelConfig,
+    RobustMaskDecoder,
+    RobustModulesUninitialized,
+    RobustSam,
+    build_robustsam,
+    expected_shapes,
+    get_config,
+    infer_model_type,
+    read_state_dict,
+)
 
 __all__ = [
     "MODEL_CONFIGS",

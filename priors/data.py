@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from core.errors import InputError
-from core.io import read_image, read_pixels
+from core.data.io import read_image, read_pixels
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 

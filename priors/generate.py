@@ -10,10 +10,10 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 
-from core.amg import RobustAutomaticMaskGenerator
-from core.io import atomic_path
-from core.model import RobustSam
-from core.predictor import RobustPredictor
+from core.inference.amg import RobustAutomaticMaskGenerator
+from core.data.io import atomic_path
+from core.model.robustsam import RobustSam
+from core.inference.predictor import RobustPredictor
 
 from .encoding import gray_coded_map, masks_from_records, segment_partition
 

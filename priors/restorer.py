@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from core.errors import InputError
-from core.io import atomic_path
+from core.data.io import atomic_path
 
 from .nafnet import MapPriorNAFNet, NAFNet
 from .unet import PriorUNet

@@ -8,7 +8,7 @@ from typing import Optional
 import click
 from rich.console import Console
 
-from core.default_model import DEFAULT_NOTICE, default_checkpoint
+from core.model.default_model import DEFAULT_NOTICE, default_checkpoint
 
 
 def checkpoint_or_default(checkpoint: Optional[Path]) -> Path:

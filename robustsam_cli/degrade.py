@@ -19,7 +19,7 @@ from core.degradations.dataset import copy_clear, file_seed, find_mask, list_ima
 from core.degradations.preview import CLEAR, MIXED, apply, contact_sheet, to_tensor, to_uint8
 from core.device import resolve_device
 from core.errors import InputError
-from core.io import read_image, write_image
+from core.data.io import read_image, write_image
 
 MASKS = "masks"
 

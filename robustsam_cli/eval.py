@@ -10,9 +10,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from core.data import SPLITS, split_datasets
+from core.data.datasets import SPLITS, split_datasets
 from core.errors import InputError
-from core.prompting import NUM_POINTS, PROMPT_TYPES, PromptBook
+from core.evaluation.prompt_sampling import NUM_POINTS, PROMPT_TYPES, PromptBook
 from train.eval_report import markdown, results_document, rich_table, write_charts, write_json, write_text
 from train.evaluate import EvalSettings, ModelSpec, build_tables, count_images, evaluate, table_metrics
 

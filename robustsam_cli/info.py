@@ -9,8 +9,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from core.checkpoint import summarize_checkpoint
-from core.config import MODEL_CONFIGS
+from core.model.checkpoint import summarize_checkpoint
+from core.model.config import MODEL_CONFIGS
 
 
 @click.command()

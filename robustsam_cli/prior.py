@@ -11,11 +11,11 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from core.build import build_robustsam
-from core.checkpoint import RobustModulesUninitialized
+from core.model.build import build_robustsam
+from core.model.checkpoint import RobustModulesUninitialized
 from core.device import resolve_device
 from core.errors import InputError
-from core.io import atomic_path, read_image
+from core.data.io import atomic_path, read_image
 from priors.data import collect_images, prior_files
 from priors.generate import PRIOR_GENERATOR_DEFAULTS, PriorGenerator, write_prior
 

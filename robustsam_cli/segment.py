@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from core import MODEL_CONFIGS, build_robustsam, resolve_device
-from core.segment import ImageResult, SegmentSummary, prepare_run
+from core.inference.segment import ImageResult, SegmentSummary, prepare_run
 
 from .defaults import checkpoint_or_default
 

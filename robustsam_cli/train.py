@@ -9,11 +9,11 @@ from typing import Optional
 import click
 import torch
 
-from core.checkpoint import expected_shapes, resolve_weights
-from core.config import MODEL_CONFIGS
-from core.decoder import ABLATIONS
+from core.model.checkpoint import expected_shapes, resolve_weights
+from core.model.config import MODEL_CONFIGS
+from core.model.decoder import ABLATIONS
 from core.errors import InputError
-from core.io import atomic_path
+from core.data.io import atomic_path
 from train.config import DEGRADE_MODES, LOSSES, OPTIMIZERS, PRECISIONS, PROMPTS, STAGES, TrainConfig
 
 _PATH = click.Path(dir_okay=False, path_type=str)

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core import RobustSam, build_robustsam  # noqa: E402
-from core.checkpoint import is_robust_key, read_state_dict  # noqa: E402
+from core.model.checkpoint import is_robust_key, read_state_dict  # noqa: E402
 from robustsam_cli.main import cli  # noqa: E402
 from train.data import VALIDATION_FIRST_SEED, open_dataset, validation_batches  # noqa: E402
 from train.validate import validation_iou  # noqa: E402

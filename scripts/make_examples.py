@@ -15,9 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.degradations import degrade  # noqa: E402
-from core.io import atomic_path, write_image  # noqa: E402
-from core.prompting import mask_box  # noqa: E402
-from core.scenes import make_scene  # noqa: E402
+from core.data.io import atomic_path, write_image  # noqa: E402
+from core.evaluation.prompt_sampling import mask_box  # noqa: E402
+from core.data.scenes import make_scene  # noqa: E402
 
 SCENES = {2_000_000: "fog", 2_000_001: "motion_blur", 2_000_002: "gauss_noise"}
 

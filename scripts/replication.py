@@ -22,8 +22,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.io import atomic_path, write_image  # noqa: E402
-from core.scenes import HELD_OUT_STYLES, TRAIN_STYLES, make_scene  # noqa: E402
+from core.data.io import atomic_path, write_image  # noqa: E402
+from core.data.scenes import HELD_OUT_STYLES, TRAIN_STYLES, make_scene  # noqa: E402
 from robustsam_cli.main import cli  # noqa: E402
 
 FIRST_SEED = 1_000_000  # far above every seed training draws from

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from core import RobustSam, get_config
-from core.checkpoint import expected_shapes
-from core.synthetic import synthetic_state_dict
+from core.model.checkpoint import expected_shapes
+from core.model.synthetic_weights import synthetic_state_dict
 
 DATA = Path(__file__).parent / "data"
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.checkpoint import is_robust_key
-from core.decoder import ABLATIONS, ablated_parameters
+from core.model.checkpoint import is_robust_key
+from core.model.decoder import ABLATIONS, ablated_parameters
 from train.config import TrainConfig
 from train.trainer import Trainer
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from core import CheckpointError, RobustModulesUninitialized, build_robustsam, expected_shapes
-from core.checkpoint import is_robust_key, read_state_dict, summarize_checkpoint
-from core.synthetic import synthetic_tensor
+from core.model.checkpoint import is_robust_key, read_state_dict, summarize_checkpoint
+from core.model.synthetic_weights import synthetic_tensor
 
 from .conftest import DATA, load_manifest
 

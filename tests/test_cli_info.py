@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from click.testing import CliRunner
 
-from core.checkpoint import is_robust_key
-from core.synthetic import synthetic_state_dict
+from core.model.checkpoint import is_robust_key
+from core.model.synthetic_weights import synthetic_state_dict
 from robustsam_cli.main import cli
 
 from .conftest import load_manifest

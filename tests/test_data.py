@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from core.data import (
+from core.data.datasets import (
     CocoInstancesDataset,
     ManifestDataset,
     MaskFolderDataset,

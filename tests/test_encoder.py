@@ -1,4 +1,4 @@
-"""core.encoder: the fused-attention forward against segment_anything's ImageEncoderViT forward."""
+"""core.model.encoder: the fused-attention forward against segment_anything's ImageEncoderViT forward."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import torch
 from segment_anything.modeling import ImageEncoderViT
 from torch import nn
 
-import core.encoder
+import core.model.encoder
 from core import RobustSam, get_config
-from core.checkpoint import expected_shapes
-from core.encoder import encoder_forward
-from core.synthetic import synthetic_state_dict
+from core.model.checkpoint import expected_shapes
+from core.model.encoder import encoder_forward
+from core.model.synthetic_weights import synthetic_state_dict
 
 # Float32 rounding of a different summation order; a wrong bias, scale, window or padding is O(1).
 TOLERANCE = 1e-5
@@ -105,8 +105,8 @@ def test_slabs_give_the_whole_result(model: RobustSam, monkeypatch) -> None:
     whole, _ = encoder_forward(model.image_encoder, x, model.config.early_block)
     grid = model.config.embedding_size
     heads = model.config.encoder_num_heads
-    monkeypatch.setattr(core.encoder, "MASK_SLAB_BYTES", 3 * heads * grid * grid * grid * 4)
-    monkeypatch.setattr(core.encoder, "MLP_SLAB_TOKENS", 5)
+    monkeypatch.setattr(core.model.encoder, "MASK_SLAB_BYTES", 3 * heads * grid * grid * grid * 4)
+    monkeypatch.setattr(core.model.encoder, "MLP_SLAB_TOKENS", 5)
     sliced, _ = encoder_forward(model.image_encoder, x, model.config.early_block)
     assert relative_error(sliced, whole) < 1e-6
 

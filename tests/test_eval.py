@@ -11,10 +11,10 @@ from click.testing import CliRunner
 
 import core
 import train.evaluate
-from core.checkpoint import is_robust_key
+from core.model.checkpoint import is_robust_key
 from core.errors import InputError
-from core.metrics import ApInstance, boundary_iou, dice, encode_rle, iou, mask_ap, pixel_accuracy
-from core.prompting import PromptBook, mask_box, sample_prompts
+from core.evaluation.metrics import ApInstance, boundary_iou, dice, encode_rle, iou, mask_ap, pixel_accuracy
+from core.evaluation.prompt_sampling import PromptBook, mask_box, sample_prompts
 from robustsam_cli.main import cli
 
 HEIGHT, WIDTH = 96, 128

@@ -7,12 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import core.winograd
+import core.model.winograd
 from core import RobustSam, get_config
-from core.checkpoint import expected_shapes
-from core.modules import FourierAmplitudeFilter, _mix_by_cells
-from core.synthetic import synthetic_state_dict
-from core.winograd import WinogradConv2d, conv3x3
+from core.model.checkpoint import expected_shapes
+from core.model.modules import FourierAmplitudeFilter, _mix_by_cells
+from core.model.synthetic_weights import synthetic_state_dict
+from core.model.winograd import WinogradConv2d, conv3x3
 
 
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
@@ -45,7 +45,7 @@ def test_winograd_accepts_channels_last_input() -> None:
 
 
 def test_winograd_conv_dispatch_and_cache(monkeypatch) -> None:
-    monkeypatch.setattr(core.winograd, "WINOGRAD_MIN_CHANNELS", 4)
+    monkeypatch.setattr(core.model.winograd, "WINOGRAD_MIN_CHANNELS", 4)
     conv = WinogradConv2d(6, 6, 3, padding=1)
     x = randn(1, 6, 10, 10)
     with torch.no_grad():
@@ -119,9 +119,9 @@ def test_image_feature_same_with_and_without_winograd(monkeypatch) -> None:
     size = model.config.embedding_size
     embedding = randn(1, model.config.prompt_embed_dim, size, size)
     early = randn(1, model.config.encoder_embed_dim, size, size, seed=1)
-    monkeypatch.setattr(core.winograd, "WINOGRAD_MIN_CHANNELS", 10**9)
+    monkeypatch.setattr(core.model.winograd, "WINOGRAD_MIN_CHANNELS", 10**9)
     direct = model.mask_decoder.image_feature(embedding, early)
-    monkeypatch.setattr(core.winograd, "WINOGRAD_MIN_CHANNELS", 1)
+    monkeypatch.setattr(core.model.winograd, "WINOGRAD_MIN_CHANNELS", 1)
     fast = model.mask_decoder.image_feature(embedding, early)
     assert not torch.equal(fast, direct) and relative_error(fast, direct) < 1e-5
 

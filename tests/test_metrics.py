@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from core.metrics import (
+from core.evaluation.metrics import (
     ApInstance,
     batch_boundary_iou,
     batch_dice,

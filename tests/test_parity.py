@@ -8,8 +8,8 @@ import torch
 from segment_anything import SamPredictor, sam_model_registry
 
 from core import RobustPredictor
-from core.checkpoint import is_robust_key
-from core.synthetic import synthetic_state_dict
+from core.model.checkpoint import is_robust_key
+from core.model.synthetic_weights import synthetic_state_dict
 
 from .conftest import DATA, load_manifest, model_from_state
 

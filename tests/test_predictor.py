@@ -9,7 +9,7 @@ from segment_anything import SamPredictor
 from segment_anything.modeling import MaskDecoder, Sam
 
 from core import RobustPredictor, resolve_device
-from core.checkpoint import is_robust_key
+from core.model.checkpoint import is_robust_key
 
 BOXES = np.array([[10.0, 12.0, 90.0, 70.0], [60.0, 60.0, 155.0, 90.0], [0.0, 0.0, 159.0, 95.0]])
 POINTS = np.array([[[60.0, 40.0], [120.0, 75.0]], [[20.0, 80.0], [60.0, 40.0]], [[150.0, 10.0], [100.0, 75.0]]])
@@ -46,7 +46,7 @@ def test_sam_path_equals_segment_anything_bit_for_bit(micro_model, image) -> Non
 @pytest.mark.parametrize("cpu_chunk", [2, 64])
 def test_batched_prompts_equal_single_calls(micro_model, image, robust: bool, prompt: str, cpu_chunk: int, monkeypatch) -> None:
     """Three prompts at once, decoded as 2 + 1 (the CPU's chunks) or as one batch, equal three calls."""
-    monkeypatch.setattr("core.predictor.CPU_PROMPT_CHUNK", cpu_chunk)
+    monkeypatch.setattr("core.inference.predictor.CPU_PROMPT_CHUNK", cpu_chunk)
     predictor = RobustPredictor(micro_model, robust=robust)
     predictor.set_image(image)
     size = predictor.original_size

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from core.build import build_robustsam
-from core.predictor import RobustPredictor
+from core.model.build import build_robustsam
+from core.inference.predictor import RobustPredictor
 from priors.encoding import gray_coded_map, masks_from_records, segment_partition
 from priors.generate import PriorGenerator
 from robustsam_cli.main import cli

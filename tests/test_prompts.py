@@ -10,7 +10,7 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from core.errors import InputError
-from core.prompts import Prompt, interior_point, load_prompts
+from core.data.prompt_files import Prompt, interior_point, load_prompts
 
 
 def write_json(path: Path, data: object) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.scenes import HELD_OUT_STYLES, SCENE_STYLES, TRAIN_STYLES, SceneDataset, make_scene
+from core.data.scenes import HELD_OUT_STYLES, SCENE_STYLES, TRAIN_STYLES, SceneDataset, make_scene
 
 
 def test_same_seed_same_scene_and_different_seeds_differ():

@@ -1,4 +1,4 @@
-"""`robustsam segment` and core.segment on a small synthetic checkpoint: formats, resume, bad input."""
+"""`robustsam segment` and core.inference.segment on a small synthetic checkpoint: formats, resume, bad input."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import torch
 from click.testing import CliRunner, Result
 from pycocotools import mask as mask_utils
 
-import core.mask_writers
+import core.inference.mask_writers
 from core import RobustPredictor, build_robustsam
 from core.errors import InputError
-from core.io import read_image, write_mask
-from core.regions import connected_components, remove_small_regions
-from core.segment import AutomaticMaskGenerator, find_images, prepare_run
+from core.data.io import read_image, write_mask
+from core.inference.small_regions import connected_components, remove_small_regions
+from core.inference.segment import AutomaticMaskGenerator, find_images, prepare_run
 from robustsam_cli.main import cli
 
 PROMPTS = {
@@ -182,7 +182,7 @@ def test_overlay_tints_masks_and_draws_boxes(checkpoint, inputs, tmp_path: Path)
     assert overlay.shape == image.shape
     assert np.any(overlay[masks[0]] != image[masks[0]])
     # The first box's top edge (y = 6, x 4..39) is drawn in the first palette colour.
-    assert np.all(overlay[6, 4:40] == core.mask_writers.palette(3)[0])
+    assert np.all(overlay[6, 4:40] == core.inference.mask_writers.palette(3)[0])
     drawn = np.zeros(image.shape[:2], dtype=bool)
     for x0, y0, x1, y1 in ((4, 6, 40, 30), (30, 10, 70, 50)):
         drawn[[y0, y1 - 1], x0:x1] = True
@@ -217,7 +217,7 @@ def test_run_killed_midway_then_resumed_equals_an_uninterrupted_run(model, input
     options = dict(prompts=prompts, output_format=output_format, overlay=True)
     prepare_run(model, [folder], tmp_path / "whole", **options).run()
 
-    writer = {"png": core.mask_writers.PngWriter, "coco": core.mask_writers.CocoWriter}[output_format]
+    writer = {"png": core.inference.mask_writers.PngWriter, "coco": core.inference.mask_writers.CocoWriter}[output_format]
     original = writer.write
     written = []
 

@@ -11,7 +11,7 @@ import torch
 from click.testing import CliRunner
 
 from core import build_robustsam
-from core.checkpoint import is_robust_key
+from core.model.checkpoint import is_robust_key
 from robustsam_cli.main import cli
 from train.config import TrainConfig
 from train.trainer import Trainer

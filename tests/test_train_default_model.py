@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from core import RobustPredictor, build_robustsam
-from core.metrics import iou
-from core.prompting import mask_box
+from core.evaluation.metrics import iou
+from core.evaluation.prompt_sampling import mask_box
 from train.data import VALIDATION_FIRST_SEED, open_dataset, validation_batches
 from train.validate import validation_iou
 
@@ -63,7 +63,7 @@ def test_robust_path_beats_sam_path_on_degraded_held_out_scenes(model):
 def test_commands_use_the_built_in_model_and_say_so_once(tmp_path):
     from click.testing import CliRunner
 
-    from core.default_model import DEFAULT_CHECKPOINT, DEFAULT_NOTICE
+    from core.model.default_model import DEFAULT_CHECKPOINT, DEFAULT_NOTICE
     from robustsam_cli.main import cli
 
     examples = Path(__file__).resolve().parents[1] / "examples"

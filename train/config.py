@@ -48,7 +48,7 @@ class TrainConfig:
     seg_weight: float = 1.0
     iou_weight: float = 1.0
     train_decoder: bool = False
-    # Parts of the robust path left out (core.decoder.ABLATIONS), for the paper's Table 7.
+    # Parts of the robust path left out (core.model.decoder.ABLATIONS), for the paper's Table 7.
     ablate: tuple[str, ...] = ()
     optimizer: str = "adam"
     lr: float = 1e-4

@@ -15,11 +15,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.data import CLEAR, CocoInstancesDataset, MaskFolderDataset, RobustSegSplit, Sample
+from core.data.datasets import CLEAR, CocoInstancesDataset, MaskFolderDataset, RobustSegSplit, Sample
 from core.degradations import DEGRADATIONS, PUBLISHED, degrade
 from core.errors import InputError
-from core.prompting import mask_box, sample_points
-from core.scenes import SCENE_STYLES, SceneDataset
+from core.evaluation.prompt_sampling import mask_box, sample_points
+from core.data.scenes import SCENE_STYLES, SceneDataset
 
 SYNTHETIC = "synthetic"
 # Validation scenes start far from any training seed so the two sets never share a scene.

@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 from rich.table import Table as RichTable
 
-from core.io import atomic_path
+from core.data.io import atomic_path
 
 from .evaluate import METRIC_LABELS, Row, Table
 

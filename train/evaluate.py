@@ -22,11 +22,11 @@ import numpy as np
 import torch
 
 from core import RobustPredictor, build_robustsam
-from core.checkpoint import RobustModulesUninitialized
-from core.default_model import default_checkpoint
-from core.data import CLEAR, DatasetSpec, Sample, SampleReader
+from core.model.checkpoint import RobustModulesUninitialized
+from core.model.default_model import default_checkpoint
+from core.data.datasets import CLEAR, DatasetSpec, Sample, SampleReader
 from core.errors import InputError
-from core.metrics import (
+from core.evaluation.metrics import (
     AP_KEYS,
     ApInstance,
     batch_boundary_iou,
@@ -36,7 +36,7 @@ from core.metrics import (
     encode_rle,
     mask_ap,
 )
-from core.prompting import PROMPT_TYPES, ObjectPrompt, PromptBook
+from core.evaluation.prompt_sampling import PROMPT_TYPES, ObjectPrompt, PromptBook
 
 MASK_METRICS = ("iou", "dice", "pixel_accuracy", "boundary_iou")
 METRIC_LABELS = {

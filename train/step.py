@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.model import RobustSam
+from core.model.robustsam import RobustSam
 
 from .losses import base_losses, robust_losses
 

@@ -17,14 +17,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
-from core.build import build_robustsam
-from core.checkpoint import RobustModulesUninitialized, is_robust_key
-from core.config import get_config
-from core.decoder import ablated_parameters
+from core.model.build import build_robustsam
+from core.model.checkpoint import RobustModulesUninitialized, is_robust_key
+from core.model.config import get_config
+from core.model.decoder import ablated_parameters
 from core.device import resolve_device
 from core.errors import InputError
-from core.io import atomic_path
-from core.model import RobustSam
+from core.data.io import atomic_path
+from core.model.robustsam import RobustSam
 
 from .config import TrainConfig
 from .data import (

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import torch
 
-from core.model import RobustSam
+from core.model.robustsam import RobustSam
 
 from .data import Batch
 from .losses import mask_iou

@@ -1,7 +1,7 @@
 """The 15 Robust-Seg degradations as batched torch/kornia operations, severity levels 1..5 and a
 LQSeg-style mixed chain. See `registry` for the per-sample reproducibility contract.
 
-    from core.degradations import DEGRADATIONS, degrade
+    from . import DEGRADATIONS, degrade
     degraded = degrade(images, "fog", level=3, generator=torch.Generator().manual_seed(0))
 """
 

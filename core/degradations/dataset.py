@@ -11,11 +11,11 @@ from typing import List
 import imageio.v3 as iio
 import numpy as np
 
-from ..data import IMAGE_EXTENSIONS
-from ..data import list_images as images_in
-from ..data import read_masks as read_object_masks
+from ..data.datasets import IMAGE_EXTENSIONS
+from ..data.datasets import list_images as images_in
+from ..data.datasets import read_masks as read_object_masks
 from ..errors import InputError
-from ..io import atomic_path, read_pixels
+from ..data.io import atomic_path, read_pixels
 
 JPEG_QUALITY = 95
 
@@ -42,7 +42,7 @@ def find_mask(masks: Path, image: Path) -> Path:
 
 def read_masks(source: Path, height: int, width: int) -> np.ndarray:
     """Reads the masks of one image as (M, H, W) bool from a `.npy` array or a mask image
-    (`core.data.read_masks`) or a folder of binary mask images, one per object; InputError naming
+    (`core.data.datasets.read_masks`) or a folder of binary mask images, one per object; InputError naming
     the file when unreadable or of another size than the image."""
     if source.is_dir():
         files = images_in(source)

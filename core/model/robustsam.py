@@ -22,7 +22,7 @@ class RobustSam(Sam):
     returns the early feature (the output of the first global-attention block).
 
     `exact_encoder` (default False) selects the image encoder's forward: False runs
-    `core.encoder`'s fused-attention forward (same function, relative error ~1e-6, about twice as
+    `core.model.encoder`'s fused-attention forward (same function, relative error ~1e-6, about twice as
     fast on a CPU); True runs `segment_anything`'s own blocks, so that SAM's path reproduces
     `segment_anything.SamPredictor` bit for bit.
     """

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import imageio.v3 as iio
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 
 def to_rgb8(image: np.ndarray) -> np.ndarray:

@@ -14,8 +14,8 @@ import torch
 
 from .config import MODEL_CONFIGS, get_config
 from .decoder import ROBUST_MODULES
-from .errors import CheckpointError
-from .model import RobustSam
+from ..errors import CheckpointError
+from .robustsam import RobustSam
 
 _ROBUST_PREFIXES = tuple(f"mask_decoder.{name}." for name in ROBUST_MODULES)
 _WRAPPER_KEYS = ("model", "state_dict")

@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from .data import Sample
+from .datasets import Sample
 
 TRAIN_STYLES = ("geometric",)
 HELD_OUT_STYLES = ("organic",)

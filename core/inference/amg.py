@@ -6,7 +6,7 @@ from typing import Any
 
 from segment_anything import SamAutomaticMaskGenerator
 
-from .model import RobustSam
+from ..model.robustsam import RobustSam
 from .predictor import RobustPredictor
 
 

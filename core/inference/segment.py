@@ -31,13 +31,13 @@ from segment_anything.utils.amg import (
 from torchvision.ops.boxes import batched_nms
 
 from .amg import RobustAutomaticMaskGenerator
-from .errors import InputError
-from .io import read_image
+from ..errors import InputError
+from ..data.io import read_image
 from .mask_writers import ImageJob, MaskRecord, MaskWriter, make_writers
-from .model import RobustSam
+from ..model.robustsam import RobustSam
 from .predictor import RobustPredictor
-from .prompts import Prompt, PromptSet, load_prompts
-from .regions import remove_small_regions
+from ..data.prompt_files import Prompt, PromptSet, load_prompts
+from .small_regions import remove_small_regions
 
 # Masks for an (H, W, 3) uint8 image and its prompts (None: segment everything).
 Segmenter = Callable[[np.ndarray, Optional[Sequence[Prompt]]], list[MaskRecord]]
@@ -225,7 +225,7 @@ class AutomaticMaskGenerator(RobustAutomaticMaskGenerator):
 
     @staticmethod
     def postprocess_small_regions(mask_data: MaskData, min_area: int, nms_thresh: float) -> MaskData:
-        """SamAutomaticMaskGenerator.postprocess_small_regions on `core.regions`: fills small holes,
+        """SamAutomaticMaskGenerator.postprocess_small_regions on `core.inference.small_regions`: fills small holes,
         drops small islands, then removes new duplicates by box NMS preferring unchanged masks."""
         if len(mask_data["rles"]) == 0:
             return mask_data

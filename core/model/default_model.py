@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-DEFAULT_CHECKPOINT = Path(__file__).parent / "assets" / "robustsam_default.pth"
+DEFAULT_CHECKPOINT = Path(__file__).parents[1] / "assets" / "robustsam_default.pth"
 DEFAULT_NOTICE = "built-in tiny model trained on synthetic scenes; pass --checkpoint for real images"
 
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from pycocotools import mask as mask_utils
 
-from .errors import InputError
+from ..errors import InputError
 
 PROMPT_FIELDS = ("box", "points", "labels")
 PROMPT_SOURCES = ("box", "point")

@@ -16,9 +16,9 @@ from typing import Optional, Protocol, Sequence
 
 import numpy as np
 
-from .io import atomic_path, write_image, write_mask
-from .metrics import encode_rle
-from .prompts import Prompt
+from ..data.io import atomic_path, write_image, write_mask
+from ..evaluation.metrics import encode_rle
+from ..data.prompt_files import Prompt
 
 # The columns of segment-anything's scripts/amg.py metadata.csv.
 METADATA_HEADER = (

@@ -8,7 +8,7 @@ from typing import Iterator, Optional
 import torch
 from segment_anything import SamPredictor
 
-from .model import RobustSam
+from ..model.robustsam import RobustSam
 
 _AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Prompts decoded together on a CPU. The decoder's per-prompt activations, (4096, 256) per

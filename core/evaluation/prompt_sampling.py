@@ -17,8 +17,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .errors import InputError
-from .io import atomic_path, read_json
+from ..errors import InputError
+from ..data.io import atomic_path, read_json
 
 NUM_POINTS = 3
 PROMPT_TYPES = ("points", "box")

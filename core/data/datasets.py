@@ -16,7 +16,7 @@ from typing import Any, Optional, Union
 import numpy as np
 from pycocotools.coco import COCO
 
-from .errors import InputError
+from ..errors import InputError
 from .io import read_image, read_json, read_pixels
 
 

@@ -9,8 +9,8 @@ import torch
 
 from .checkpoint import resolve_weights
 from .config import get_config
-from .device import resolve_device
-from .model import RobustSam
+from ..device import resolve_device
+from .robustsam import RobustSam
 
 
 def build_robustsam(

@@ -1,0 +1,20 @@
+"""Running a model: the SamPredictor-compatible predictor, automatic masks, small-region removal,
+and batch segmentation of image files into mask files."""
+
+from .amg import RobustAutomaticMaskGenerator
+from .mask_writers import MaskRecord, MaskWriter, make_writers
+from .predictor import RobustPredictor
+from .segment import SegmentSummary, segment
+from .small_regions import connected_components, remove_small_regions
+
+__all__ = [
+    "MaskRecord",
+    "MaskWriter",
+    "RobustAutomaticMaskGenerator",
+    "RobustPredictor",
+    "SegmentSummary",
+    "connected_components",
+    "make_writers",
+    "remove_small_regions",
+    "segment",
+]
