@@ -13,7 +13,11 @@ from train.trainer import Trainer
 
 # The modules each ablation takes off the robust path.
 PARTS = {
-    "fourier": ("fourier_mask_features.fgm_block", "fourier_first_layer_features.fgm_block"),
+    "fourier": (
+        "fourier_mask_features.fgm_block",
+        "fourier_first_layer_features.fgm_block",
+        "fourier_last_layer_features.fgm_block",
+    ),
     "aotg": ("custom_token_block",),
     "rot": ("custom_robust_token", "robust_mlp"),
 }
@@ -60,6 +64,11 @@ def test_ablated_parameters_and_unknown_names(micro_model) -> None:
     unused = ablated_parameters(decoder)
     assert unused and all(is_robust_key(name) for name in unused)
     assert {name.split(".")[1] for name in unused} == {"custom_token_block", "custom_robust_token", "robust_mlp"}
+    decoder.ablate(["fourier"])
+    unused = ablated_parameters(decoder)
+    assert {name.rsplit(".", 1)[0] for name in unused} == {
+        f"mask_decoder.{block}.conv_layer" for block in PARTS["fourier"]
+    }
     with pytest.raises(ValueError, match="unknown ablation"):
         decoder.ablate(["tokens"])
 

@@ -76,9 +76,12 @@ def test_robustseg_rejects_mispaired_and_missing_files(tmp_path):
 
 def test_robustseg_rejects_masks_of_another_size(tmp_path):
     folder = _write_robustseg(tmp_path)
-    np.save(folder / "masks" / "a.npy", np.zeros((1, 10, 10), bool))
-    with pytest.raises(InputError, match="a.npy: masks are 10x10, the image is 24x32"):
+    np.save(folder / "masks" / "a.npy", np.zeros((1, 10, 12), bool))
+    with pytest.raises(InputError, match="a.npy: masks are 12x10, the image is 32x24"):  # width x height
         RobustSegSplit(tmp_path, "test")[0]
+    iio.imwrite(folder / "fog" / "b.png", _image(0, height=20))
+    with pytest.raises(InputError, match=r"b.png: 32x20 differs from the clear image's 32x24$"):
+        RobustSegSplit(tmp_path, "test", "fog")[1]
 
 
 def test_mask_arrays_stacked_or_as_label_maps(tmp_path):

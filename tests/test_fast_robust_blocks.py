@@ -78,15 +78,39 @@ def fourier_filter_by_spec(module: FourierAmplitudeFilter, x: torch.Tensor) -> t
     return torch.fft.ifft2(filtered).real
 
 
-@pytest.mark.parametrize("height, width", [(8, 8), (7, 9), (6, 5)])
-@pytest.mark.parametrize("zero_bins", [True, False])
-def test_half_spectrum_fourier_filter_equals_spec(height: int, width: int, zero_bins: bool) -> None:
+def phase_is_defined(x: torch.Tensor) -> bool:
+    """Whether every bin of both transforms of x is exactly 0 or far above float32 rounding.
+
+    The spec's angle(Z) is arbitrary where Z is rounding noise: a bin that is 0 in exact arithmetic
+    can come out as 0 from fft2 and as 4e-7 at a random angle from rfft2 (a constant 6x5 channel
+    on torch 2.14), and the spec's value there depends on the FFT library, not on x.
+    """
+    full, half = torch.fft.fft2(x).abs(), torch.fft.rfft2(x).abs()
+    scale = full.amax(dim=(-2, -1), keepdim=True)
+    noise = lambda amplitude: (amplitude > 0) & (amplitude < 1e-4 * scale)  # noqa: E731
+    same_zeros = torch.equal(full[..., : half.shape[-1]] == 0, half == 0)
+    return same_zeros and not noise(full).any() and not noise(half).any()
+
+
+@pytest.mark.parametrize(
+    "height, width, zero_bins",
+    [(8, 8, None), (7, 9, None), (6, 5, None), (8, 8, "zero"), (7, 9, "zero"), (6, 5, "zero"), (8, 8, "constant")],
+)
+def test_half_spectrum_fourier_filter_equals_spec(height: int, width: int, zero_bins) -> None:
+    """Without zero bins inference takes the unguarded gain; with them, the guarded path.
+
+    A zero channel's spectrum is exactly 0 at any size (every butterfly adds zeros). A constant
+    channel (one non-zero frequency) is exact only where the FFT's twiddles cancel exactly, as at
+    8x8; at 6x5 and 7x9 its zero bins are rounding noise with an arbitrary phase.
+    """
     torch.manual_seed(0)
     module = FourierAmplitudeFilter(6)
     x = randn(2, 6, height, width)
-    if zero_bins:  # the guarded path; without them inference takes the unguarded gain
-        x[1, 2] = 0.0  # a zero channel: its spectrum is 0, where angle(0) = 0 keeps the amplitude real
-        x[0, 3] = 1.5  # a constant channel: a single non-zero frequency
+    if zero_bins is not None:
+        x[1, 2] = 0.0  # a zero channel: angle(0) = 0 keeps the amplitude real there
+    if zero_bins == "constant":
+        x[0, 3] = 1.5
+    assert phase_is_defined(x)
     with torch.no_grad():
         assert relative_error(module(x), fourier_filter_by_spec(module, x)) < 1e-6
 

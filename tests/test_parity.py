@@ -15,6 +15,17 @@ from .conftest import DATA, load_manifest, model_from_state
 
 pytestmark = pytest.mark.parity
 
+# Limits are about 5x the worst error measured (torch 2.14.1, CPU, float32, our kernels):
+# against the published outputs 3.4e-6 relative on logits, features and tokens (the mask-input case)
+# and 4.9e-7 absolute on IoU scores; the fused encoder against segment_anything's 1.0e-6 relative
+# (7.2e-7 on IoU); batched against one-by-one decoding 1.2e-6 (6.0e-7 on IoU).
+REFERENCE_LIMIT = 1.7e-5
+REFERENCE_IOU_LIMIT = 2.5e-6
+FAST_PATH_LIMIT = 5e-6
+FAST_PATH_IOU_LIMIT = 3.6e-6
+BATCHED_LIMIT = 6e-6
+BATCHED_IOU_LIMIT = 3e-6
+
 CASES = [f"{p}_{path}_{m}" for p in ("box", "points") for path in ("robust", "sam") for m in ("single", "multi")]
 
 
@@ -51,8 +62,8 @@ def test_reference_cases(predictor: RobustPredictor, reference, case: str) -> No
     masks, iou, low_res = predictor.predict(**prompt_kwargs(case, reference), multimask_output=case.endswith("multi"))
     expected_logits = reference[f"{case}_low_res_logits"][0]
     assert low_res.shape == expected_logits.shape
-    assert relative_error(low_res, expected_logits) < 1e-4
-    np.testing.assert_allclose(iou, reference[f"{case}_iou"][0], rtol=0, atol=1e-4)
+    assert relative_error(low_res, expected_logits) < REFERENCE_LIMIT
+    np.testing.assert_allclose(iou, reference[f"{case}_iou"][0], rtol=0, atol=REFERENCE_IOU_LIMIT)
     expected_upscaled = predictor.model.postprocess_masks(
         torch.from_numpy(expected_logits[None]), predictor.input_size, predictor.original_size
     )[0].numpy()
@@ -68,8 +79,8 @@ def test_mask_input_case(predictor: RobustPredictor, reference) -> None:
     _, iou, low_res = predictor.predict(
         box=reference["box"], mask_input=reference["box_robust_single_low_res_logits"][0], multimask_output=False
     )
-    assert relative_error(low_res, reference["box_mask_input_robust_single_low_res_logits"][0]) < 1e-4
-    np.testing.assert_allclose(iou, reference["box_mask_input_robust_single_iou"][0], rtol=0, atol=1e-4)
+    assert relative_error(low_res, reference["box_mask_input_robust_single_low_res_logits"][0]) < REFERENCE_LIMIT
+    np.testing.assert_allclose(iou, reference["box_mask_input_robust_single_iou"][0], rtol=0, atol=REFERENCE_IOU_LIMIT)
 
 
 @pytest.mark.parametrize("robust", [True, False])
@@ -84,10 +95,10 @@ def test_training_intermediates(predictor: RobustPredictor, reference, robust: b
         out = model.mask_decoder.decode(
             predictor.features, model.prompt_encoder.get_dense_pe(), sparse, dense, feature, robust
         )
-    assert relative_error(out.features[:, :4].numpy(), reference[f"box_{path}_features_first4"]) < 1e-4
-    assert relative_error(out.mask_tokens.numpy(), reference[f"box_{path}_mask_token_outputs"]) < 1e-4
+    assert relative_error(out.features[:, :4].numpy(), reference[f"box_{path}_features_first4"]) < REFERENCE_LIMIT
+    assert relative_error(out.mask_tokens.numpy(), reference[f"box_{path}_mask_token_outputs"]) < REFERENCE_LIMIT
     if robust:
-        assert relative_error(out.refined_tokens[0].numpy(), reference["box_robust_refined_tokens"]) < 1e-4
+        assert relative_error(out.refined_tokens[0].numpy(), reference["box_robust_refined_tokens"]) < REFERENCE_LIMIT
     else:
         assert out.refined_tokens is None
 
@@ -121,14 +132,14 @@ def test_sam_path_equals_segment_anything(predictor: RobustPredictor, sam_predic
 
 def test_fast_sam_path_matches_segment_anything(predictor: RobustPredictor, sam_predictor: SamPredictor, reference) -> None:
     """The default (fused-attention) encoder: SAM's path within float32 rounding of segment_anything."""
-    assert relative_error(predictor.features.numpy(), sam_predictor.features.numpy()) < 1e-5
+    assert relative_error(predictor.features.numpy(), sam_predictor.features.numpy()) < FAST_PATH_LIMIT
     predictor.robust = False
     for kwargs in sam_prompts(reference):
         masks, iou, low_res = predictor.predict(**kwargs)
         expected_masks, expected_iou, expected_low_res = sam_predictor.predict(**kwargs)
-        assert relative_error(low_res, expected_low_res) < 1e-5
-        np.testing.assert_allclose(iou, expected_iou, rtol=0, atol=1e-5)
-        assert relative_error(masks, expected_masks) < 1e-5
+        assert relative_error(low_res, expected_low_res) < FAST_PATH_LIMIT
+        np.testing.assert_allclose(iou, expected_iou, rtol=0, atol=FAST_PATH_IOU_LIMIT)
+        assert relative_error(masks, expected_masks) < FAST_PATH_LIMIT
 
 
 def test_batched_prompts_equal_single_calls(predictor: RobustPredictor, reference) -> None:
@@ -138,6 +149,6 @@ def test_batched_prompts_equal_single_calls(predictor: RobustPredictor, referenc
     masks, iou, low_res = predictor.predict_torch(None, None, boxes_t, multimask_output=True)
     for i, box in enumerate(boxes):
         one_masks, one_iou, one_low = predictor.predict(box=box, multimask_output=True)
-        assert relative_error(low_res[i].numpy(), one_low) < 1e-5
-        np.testing.assert_allclose(iou[i].numpy(), one_iou, atol=1e-5)
+        assert relative_error(low_res[i].numpy(), one_low) < BATCHED_LIMIT
+        np.testing.assert_allclose(iou[i].numpy(), one_iou, atol=BATCHED_IOU_LIMIT)
         assert (masks[i].numpy() != one_masks).mean() < 1e-5

@@ -24,18 +24,25 @@ def test_masks_are_disjoint_non_empty_and_shaped(style):
         assert scene.masks.sum(0).max() <= 1, "visible masks must not overlap"
 
 
-def test_masks_follow_the_drawn_pixels():
+@pytest.mark.parametrize("style", SCENE_STYLES)
+def test_masks_follow_the_drawn_pixels(style):
     """Each mask covers one object: its pixels differ from the surroundings just outside it."""
-    scene = make_scene(11, size=128)
-    image = scene.image.astype(np.float32)
-    for mask in scene.masks:
-        ring = np.zeros_like(mask)
-        ring[1:-1, 1:-1] = (
-            mask[:-2, 1:-1] | mask[2:, 1:-1] | mask[1:-1, :-2] | mask[1:-1, 2:]
-        ) & ~mask[1:-1, 1:-1]
-        if ring.sum() < 20:
-            continue
-        assert np.abs(image[mask].mean(0) - image[ring].mean(0)).max() > 1.0
+    checked = total = 0
+    for seed in range(6):
+        scene = make_scene(seed, size=128, style=style)
+        image = scene.image.astype(np.float32)
+        total += len(scene.masks)
+        for mask in scene.masks:
+            ring = np.zeros_like(mask)
+            ring[1:-1, 1:-1] = (
+                mask[:-2, 1:-1] | mask[2:, 1:-1] | mask[1:-1, :-2] | mask[1:-1, 2:]
+            ) & ~mask[1:-1, 1:-1]
+            if ring.sum() < 20:  # a sliver's few neighbours say little
+                continue
+            assert np.abs(image[mask].mean(0) - image[ring].mean(0)).max() > 1.0
+            checked += 1
+    # Slivers are rare: most masks, and several per style, must have been compared.
+    assert checked >= max(5, total * 3 // 4)
 
 
 def test_styles_are_separate_families():

@@ -9,29 +9,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Protocol, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.data.datasets import CLEAR, CocoInstancesDataset, MaskFolderDataset, RobustSegSplit, Sample
+from core.data.datasets import CLEAR, CocoInstancesDataset, MaskFolderDataset, RobustSegSplit, Sample, SampleReader
+from core.data.scenes import SCENE_STYLES, SceneDataset
 from core.degradations import DEGRADATIONS, PUBLISHED, degrade
 from core.errors import InputError
 from core.evaluation.prompt_sampling import mask_box, sample_points
-from core.data.scenes import SCENE_STYLES, SceneDataset
 
 SYNTHETIC = "synthetic"
 # Validation scenes start far from any training seed so the two sets never share a scene.
 VALIDATION_FIRST_SEED = 1_000_000
 # The epoch number that seeds validation prompts; no training run reaches it.
 VALIDATION_EPOCH = 1_000_000
-
-
-class SampleReader(Protocol):
-    def __len__(self) -> int: ...
-
-    def __getitem__(self, index: int) -> Sample: ...
 
 
 def open_dataset(spec: str, *, split: str, image_dir: Optional[str], size: int, first_seed: int = 0) -> SampleReader:

@@ -11,7 +11,7 @@ from contextlib import redirect_stdout
 from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Protocol
 
 import numpy as np
 from pycocotools.coco import COCO
@@ -34,14 +34,27 @@ class Sample:
     clear: Optional[np.ndarray] = None
 
 
+class SampleReader(Protocol):
+    """What training and evaluation read: a sequence of Samples."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Sample: ...
+
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 CLEAR = "clear"
 MASKS = "masks"
 
 
-def list_images(folder: Path) -> list[Path]:
-    """The image files directly in `folder`, sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+def is_image_file(path: Path) -> bool:
+    """Whether `path` is a file with one of IMAGE_EXTENSIONS (any case) and not hidden (".name")."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".") and path.is_file()
+
+
+def list_images(folder: Path, recursive: bool = False) -> list[Path]:
+    """The image files in `folder` (in its sub-folders too when `recursive`), sorted by path."""
+    return sorted(p for p in (folder.rglob("*") if recursive else folder.iterdir()) if is_image_file(p))
 
 
 def _check_index(index: int, length: int) -> int:
@@ -103,7 +116,7 @@ def _checked_sample(
     name: str, image: np.ndarray, masks: np.ndarray, mask_path: Path, clear: Optional[np.ndarray] = None
 ) -> Sample:
     if masks.shape[1:] != image.shape[:2]:
-        raise InputError(f"{mask_path}: masks are {masks.shape[1]}x{masks.shape[2]}, the image is {image.shape[0]}x{image.shape[1]}")
+        raise InputError(f"{mask_path}: masks are {masks.shape[2]}x{masks.shape[1]}, the image is {image.shape[1]}x{image.shape[0]}")
     return Sample(name=name, image=image, masks=masks, clear=clear)
 
 
@@ -158,7 +171,10 @@ class RobustSegSplit:
         image = read_image(self.image_paths[index])
         clear = None if self.degradation == CLEAR else read_image(self.clear_paths[index])
         if clear is not None and clear.shape != image.shape:
-            raise InputError(f"{self.image_paths[index]}: size {image.shape[:2]} differs from the clear image's {clear.shape[:2]}")
+            raise InputError(
+                f"{self.image_paths[index]}: {image.shape[1]}x{image.shape[0]} differs from the clear image's "
+                f"{clear.shape[1]}x{clear.shape[0]}"
+            )
         masks = read_mask_array(self.mask_paths[index])
         return _checked_sample(self.clear_paths[index].stem, image, masks, self.mask_paths[index], clear)
 
@@ -277,9 +293,6 @@ class ManifestDataset:
         clear = read_image(entry["clear"]) if entry["clear"] is not None else None
         return _checked_sample(entry["name"], image, read_masks(entry["masks"]), entry["masks"], clear)
 
-
-
-SampleReader = Union[RobustSegSplit, MaskFolderDataset, CocoInstancesDataset, ManifestDataset]
 
 # The published test splits and, by default, where each dataset lies under the data root.
 SPLITS: dict[str, tuple[str, ...]] = {

@@ -109,7 +109,7 @@ class PromptBook:
             xs = np.concatenate([prompt.points[:, 0], prompt.box[0::2]])
             ys = np.concatenate([prompt.points[:, 1], prompt.box[1::2]])
             if xs.min() < 0 or ys.min() < 0 or xs.max() >= width or ys.max() >= height:
-                raise InputError(f"{where}: {dataset}/{name} has a prompt outside its {height}x{width} image")
+                raise InputError(f"{where}: {dataset}/{name} has a prompt outside its {width}x{height} image")
         return prompts
 
     def to_json(self) -> dict[str, Any]:
