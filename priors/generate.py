@@ -10,10 +10,10 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 
-from core.inference.amg import RobustAutomaticMaskGenerator
 from core.data.io import atomic_path
-from core.model.robustsam import RobustSam
+from core.inference.amg import RobustAutomaticMaskGenerator
 from core.inference.predictor import RobustPredictor
+from core.model.robustsam import RobustSam
 
 from .encoding import gray_coded_map, masks_from_records, segment_partition
 
@@ -55,13 +55,13 @@ class PriorGenerator:
     """Runs automatic mask generation on degraded images and encodes the masks as priors.
 
     robust: RobustSAM's path (True) or SAM's (False). `generator_kwargs` override
-    PRIOR_GENERATOR_DEFAULTS (any SamAutomaticMaskGenerator argument).
+    PRIOR_GENERATOR_DEFAULTS (any SamAutomaticMaskGenerator argument; min_mask_region_area needs no OpenCV).
     """
 
     def __init__(self, model: RobustSam, robust: bool = True, precision: str = "fp32", **generator_kwargs: Any) -> None:
         settings = {**PRIOR_GENERATOR_DEFAULTS, **generator_kwargs}
-        self.generator = RobustAutomaticMaskGenerator(model, robust=robust, precision=precision, **settings)
-        self.generator.predictor = _FeatureKeepingPredictor(model, robust=robust, precision=precision)
+        predictor = _FeatureKeepingPredictor(model, robust=robust, precision=precision)
+        self.generator = RobustAutomaticMaskGenerator(model, predictor=predictor, **settings)
 
     def __call__(self, image: np.ndarray, partition: bool = True, features: bool = False) -> Prior:
         """(H, W, 3) uint8 RGB -> Prior; the partition only when `partition`, features only when `features`."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -11,6 +10,7 @@ from torch import nn
 
 from core.errors import InputError
 from core.data.io import atomic_path
+from core.model.checkpoint import load_torch_file
 
 from .nafnet import MapPriorNAFNet, NAFNet
 from .unet import PriorUNet
@@ -76,13 +76,7 @@ def save_restorer(path: str | os.PathLike, restorer: Restorer, **extra: Any) -> 
 
 def load_restorer(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Restorer, dict[str, Any]]:
     """Reads a network written by save_restorer -> (Restorer in eval mode, the checkpoint's other fields)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such network file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for corrupt or foreign files
-        raise InputError(f"{path}: not a readable network file ({type(error).__name__})") from None
+    state = load_torch_file(path, "network file", "readable network file")
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise InputError(f"{path}: not a network written by `robustsam restore train`")
     restorer = Restorer(state["task"], state["use_prior"], **state["network"])

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import time
-from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import click
-import numpy as np
-import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from core.degradations import DEFAULT_LEVEL, DEGRADATIONS, PUBLISHED
-from core.degradations.dataset import copy_clear, file_seed, find_mask, list_images, read_masks, save_image, save_masks
-from core.degradations.preview import CLEAR, MIXED, apply, contact_sheet, to_tensor, to_uint8
+from core.degradations.preview import MIXED, contact_sheet
+from core.degradations.run import DegradeSummary, plan_degrade
+from core.data.datasets import IMAGE_EXTENSIONS
+from core.data.io import read_image, require_output_dir, write_image
 from core.device import resolve_device
 from core.errors import InputError
-from core.data.io import read_image, write_image
 
-MASKS = "masks"
+from .outcome import allow_empty_option, report_empty, report_failures
 
 
 def parse_types(spec: str) -> List[str]:
@@ -55,90 +52,15 @@ def _print_list(console: Console) -> None:
     console.print(table)
 
 
-class _Tally:
-    """Per-output-folder counts and time, for the summary table."""
-
-    def __init__(self) -> None:
-        self.written: Dict[str, int] = defaultdict(int)
-        self.kept: Dict[str, int] = defaultdict(int)
-        self.seconds: Dict[str, float] = defaultdict(float)
-
-    def table(self, folders: Sequence[str], output: Path) -> Table:
-        table = Table(title=f"robustsam degrade -> {output}")
-        for column in ("folder", "written", "kept", "seconds", "images/s"):
-            table.add_column(column, justify="left" if column == "folder" else "right")
-        for folder in folders:
-            seconds = self.seconds[folder]
-            rate = f"{self.written[folder] / seconds:.1f}" if seconds > 0 and self.written[folder] else "-"
-            table.add_row(folder, str(self.written[folder]), str(self.kept[folder]), f"{seconds:.1f}", rate)
-        return table
-
-
-def _degrade_chunk(
-    chunk: Sequence[Path],
-    kinds: Sequence[str],
-    output: Path,
-    masks_dir: Optional[Path],
-    level: int,
-    seed: int,
-    device: torch.device,
-    overwrite: bool,
-    tally: _Tally,
-) -> None:
-    """Writes every missing output of a few images; images of one size are degraded as one batch."""
-
-    def missing(folder: str, name: str) -> bool:
-        return overwrite or not (output / folder / name).exists()
-
-    pending = {path: [k for k in kinds if missing(k, path.name)] for path in chunk}
-    for path in chunk:
-        for kind in kinds:
-            if kind not in pending[path]:
-                tally.kept[kind] += 1
-    images = {}
-    for path in chunk:
-        mask_name = f"{path.stem}.npy"
-        wants_masks = masks_dir is not None and missing(MASKS, mask_name)
-        if pending[path] or wants_masks:
-            images[path] = read_image(path)
-        start = time.perf_counter()
-        if missing(CLEAR, path.name):
-            copy_clear(path, output / CLEAR / path.name)
-            tally.written[CLEAR] += 1
-        else:
-            tally.kept[CLEAR] += 1
-        tally.seconds[CLEAR] += time.perf_counter() - start
-        if masks_dir is not None:
-            start = time.perf_counter()
-            if wants_masks:
-                height, width = images[path].shape[:2]
-                save_masks(output / MASKS / mask_name, read_masks(find_mask(masks_dir, path), height, width))
-                tally.written[MASKS] += 1
-            else:
-                tally.kept[MASKS] += 1
-            tally.seconds[MASKS] += time.perf_counter() - start
-
-    batches: Dict[tuple, torch.Tensor] = {}  # one float batch per group of images, for every type
-    buffers: Dict[torch.Size, torch.Tensor] = {}  # one output buffer per batch shape, for every type
-    for kind in kinds:
-        by_size: Dict[tuple, List[Path]] = defaultdict(list)
-        for path in chunk:
-            if kind in pending[path]:
-                by_size[images[path].shape].append(path)
-        for paths in by_size.values():
-            start = time.perf_counter()
-            group = tuple(paths)
-            if group not in batches:
-                batches[group] = torch.cat([to_tensor(images[p], device) for p in paths])
-            batch = batches[group]
-            if batch.shape not in buffers:
-                buffers[batch.shape] = torch.empty_like(batch)
-            out = buffers[batch.shape]
-            degraded = to_uint8(apply(batch, kind, level, [file_seed(seed, kind, p.name) for p in paths], out=out))
-            for path, picture in zip(paths, degraded):
-                save_image(output / kind / path.name, picture)
-            tally.written[kind] += len(paths)
-            tally.seconds[kind] += time.perf_counter() - start
+def _summary_table(summary: DegradeSummary, output: Path) -> Table:
+    table = Table(title=f"robustsam degrade -> {output}")
+    for column in ("folder", "written", "kept", "seconds", "images/s"):
+        table.add_column(column, justify="left" if column == "folder" else "right")
+    for folder in summary.folders:
+        seconds, written = summary.seconds[folder], summary.written[folder]
+        rate = f"{written / seconds:.1f}" if seconds > 0 and written else "-"
+        table.add_row(folder, str(written), str(summary.kept[folder]), f"{seconds:.1f}", rate)
+    return table
 
 
 @click.command("degrade")
@@ -157,9 +79,12 @@ def _degrade_chunk(
               help="Images degraded together (same-size images share a batch).")
 @click.option("--overwrite", is_flag=True, help="Rewrite outputs that exist (by default they are kept: runs resume).")
 @click.option("--list", "list_types", is_flag=True, help="List the degradations and exit.")
+@allow_empty_option
 @click.option("--preview", type=click.Path(path_type=Path), default=None,
               help="Write a labelled contact sheet of this image under every type to -o instead.")
+@click.pass_context
 def degrade(
+    ctx: click.Context,
     src: Optional[Path],
     output: Optional[Path],
     masks_dir: Optional[Path],
@@ -170,6 +95,7 @@ def degrade(
     batch_size: int,
     overwrite: bool,
     list_types: bool,
+    allow_empty: bool,
     preview: Optional[Path],
 ) -> None:
     """Degrade the clear images in SRC into the Robust-Seg layout under OUTPUT:
@@ -186,6 +112,7 @@ def degrade(
     except (RuntimeError, ValueError) as error:
         raise InputError(f"--device: {error}".splitlines()[0]) from None
     if preview is not None:
+        require_output_dir(output.parent)
         sheet_kinds = kinds if types_spec.strip() != "all" else list(PUBLISHED) + [MIXED]
         sheet = contact_sheet(
             read_image(preview), sheet_kinds, name=preview.name, level=level, seed=seed, device=torch_device
@@ -195,18 +122,23 @@ def degrade(
         return
     if src is None:
         raise click.UsageError("SRC is required (or --preview IMAGE, or --list)")
-    paths = list_images(src)
-    if masks_dir is not None:
-        for path in paths:  # fail before writing anything when a mask is missing
-            find_mask(masks_dir, path)
-    tally = _Tally()
+    run = plan_degrade(src, output, kinds, masks_dir=masks_dir, level=level, seed=seed, device=torch_device,
+                       batch_size=batch_size, overwrite=overwrite)
+    for failure in run.failures:
+        console.print(f"Error: {failure}", markup=False, highlight=False, soft_wrap=True)
+    if not run.jobs and not run.failures:
+        report_empty(f"{src}: no images ({', '.join(IMAGE_EXTENSIONS)})", allow_empty)
+        return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn())
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task(f"degrading on {torch_device}", total=len(paths))
-        for start in range(0, len(paths), batch_size):
-            chunk = paths[start : start + batch_size]
-            _degrade_chunk(chunk, kinds, output, masks_dir, level, seed, torch_device, overwrite, tally)
-            progress.advance(task, len(chunk))
-    folders = [CLEAR] + ([MASKS] if masks_dir is not None else []) + kinds
-    Console().print(tally.table(folders, output))
+        task = progress.add_task(f"degrading on {torch_device}", total=len(run.jobs))
+
+        def advance(images: int, failures: Sequence[str]) -> None:
+            for failure in failures:
+                progress.console.print(f"Error: {failure}", markup=False, highlight=False, soft_wrap=True)
+            progress.advance(task, images)
+
+        summary = run.run(advance)
+    Console().print(_summary_table(summary, output))
+    report_failures(ctx, summary.failures, len(run.jobs) + len(run.failures))

@@ -9,12 +9,26 @@ import click
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table as RichTable
 
 from core.data.datasets import SPLITS, split_datasets
 from core.errors import InputError
 from core.evaluation.prompt_sampling import NUM_POINTS, PROMPT_TYPES, PromptBook
-from train.eval_report import markdown, results_document, rich_table, write_charts, write_json, write_text
-from train.evaluate import EvalSettings, ModelSpec, build_tables, count_images, evaluate, table_metrics
+from train.eval_report import last_condition, markdown, results_document, row_cells, write_charts, write_json, write_text
+from train.evaluate import METRIC_LABELS, EvalSettings, ModelSpec, Table, build_tables, count_images, evaluate, table_metrics
+
+
+
+def rich_table(table: Table, models: list[str], metric: str) -> RichTable:
+    """A console table of one metric, one column per model (the full tables are too wide for a
+    terminal); summary rows are set apart by a rule and bold."""
+    rich = RichTable(title=f"{table.dataset}: {METRIC_LABELS[metric]}")
+    for index, name in enumerate(["Condition", "Images", "Objects", *models]):
+        rich.add_column(name, justify="left" if index == 0 else "right")
+    last = last_condition(table)
+    for row in table.rows:
+        rich.add_row(*row_cells(row, models, (metric,)), style=None if row.kind == "condition" else "bold", end_section=row is last)
+    return rich
 
 
 @click.command("eval")

@@ -23,6 +23,12 @@ class RobustSamGroup(click.Group):
             return super().invoke(ctx)
         except InputError as error:
             raise BadInput(str(error)) from None
+        except OSError as error:
+            # A file the system refuses (a folder where a file must go, no permission, disk full):
+            # one line naming it, not a traceback.
+            if error.filename is None:
+                raise
+            raise BadInput(f"{error.filename}: {error.strerror or type(error).__name__}") from None
 
 
 def _version() -> str:
@@ -48,7 +54,8 @@ from .info import info  # noqa: E402
 from .prior import prior  # noqa: E402
 from .restore import restore  # noqa: E402
 from .segment import segment  # noqa: E402
-from .train import export, train_command  # noqa: E402
+from .export import export  # noqa: E402
+from .train import train_command  # noqa: E402
 
 for command in (segment, degrade, eval_command, prior, restore, info, train_command, export):
     cli.add_command(command)

@@ -8,18 +8,19 @@ from pathlib import Path
 from typing import Any, Callable
 
 import click
-from rich.console import Console
+import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from core.model.build import build_robustsam
 from core.model.checkpoint import RobustModulesUninitialized
 from core.device import resolve_device
 from core.errors import InputError
-from core.data.io import atomic_path, read_image
+from core.data.io import atomic_path, read_image, require_output_dir
 from priors.data import collect_images, prior_files
 from priors.generate import PRIOR_GENERATOR_DEFAULTS, PriorGenerator, write_prior
 
-from .defaults import checkpoint_or_default
+from .defaults import apply_amg_defaults, checkpoint_or_default, console, named_checkpoint
+from .outcome import report_failures
 
 MANIFEST = "prior.json"
 
@@ -27,7 +28,7 @@ MANIFEST = "prior.json"
 def segmenter_options(command: Callable) -> Callable:
     """The options that choose the segmenter and its automatic-mask-generator settings."""
     options = [
-        click.option("--checkpoint", type=click.Path(path_type=Path), help="RobustSAM checkpoint (or SAM checkpoint with --mode sam)."),
+        click.option("--checkpoint", type=click.Path(path_type=Path), help="RobustSAM checkpoint (or SAM checkpoint with --mode sam); `default` or none: the built-in model."),
         click.option("--sam-checkpoint", type=click.Path(path_type=Path), help="SAM checkpoint under a robust-modules-only --checkpoint."),
         click.option("--model-type", default=None, help="vit_b / vit_l / vit_h / vit_tiny / vit_micro; inferred from the checkpoint."),
         click.option("--mode", type=click.Choice(["robust", "sam"]), default="robust", show_default=True,
@@ -52,18 +53,19 @@ def generator_settings(options: dict[str, Any]) -> dict[str, Any]:
 def build_generator(options: dict[str, Any], device: str) -> PriorGenerator:
     """A PriorGenerator from the parsed segmenter options (no --checkpoint: the built-in model)."""
     checkpoint = checkpoint_or_default(options["checkpoint"])
+    sam_checkpoint = named_checkpoint(options["sam_checkpoint"])
     robust = options["mode"] == "robust"
     with warnings.catch_warnings():
         if not robust:  # SAM's own path never uses the robust modules
             warnings.simplefilter("ignore", RobustModulesUninitialized)
-        model = build_robustsam(options["model_type"], checkpoint, sam_checkpoint=options["sam_checkpoint"], device=resolve_device(device))
+        model = build_robustsam(options["model_type"], checkpoint, sam_checkpoint=sam_checkpoint, device=resolve_device(device))
     return PriorGenerator(model, robust=robust, **generator_settings(options))
 
 
 def progress_bar() -> Progress:
     """The progress bar every restoration command shows on stderr."""
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=Console(stderr=True))
+                    console=console(stderr=True))
 
 
 def _check_manifest(output: Path, manifest: dict[str, Any], overwrite: bool) -> None:
@@ -85,15 +87,18 @@ def _write_manifest(output: Path, manifest: dict[str, Any]) -> None:
 
 @click.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder for the prior files.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Folder for the prior files.")
 @click.option("--task", type=click.Choice(["dehaze", "deblur"]), required=True,
               help="dehaze: the gray-coded map; deblur: the gray-coded map and its segment partition.")
 @click.option("--glob", "pattern", default="**/*", show_default=True, help="Images to take from folder arguments.")
 @click.option("--features", is_flag=True, help="Also write the image embedding and early feature (.features.npz).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Recompute priors that already exist.")
+@click.option("--strict", is_flag=True, help="A prior with a single segment (no mask found) is an error (exit 2), not a warning.")
 @segmenter_options
-def prior(images: tuple[Path, ...], output: Path, task: str, pattern: str, features: bool, device: str, overwrite: bool, **options: Any) -> None:
+@click.pass_context
+def prior(ctx: click.Context, images: tuple[Path, ...], output: Path, task: str, pattern: str, features: bool, device: str,
+          overwrite: bool, strict: bool, **options: Any) -> None:
     """Automatic masks of degraded IMAGES (files or folders) as restoration priors, written under -o.
 
     Per image NAME (a folder's images keep their relative paths): NAME.gray.png (uint8 gray-coded
@@ -101,12 +106,14 @@ def prior(images: tuple[Path, ...], output: Path, task: str, pattern: str, featu
     the image, 'gray_values': their gray values), with --features NAME.features.npz ('embedding',
     'early_feature'). Images whose files exist are skipped, so an interrupted run resumes.
     """
+    require_output_dir(output)
     entries = collect_images(images, pattern)
-    checkpoint = options["checkpoint"]
+    options["checkpoint"] = checkpoint = checkpoint_or_default(options["checkpoint"])
+    options.update(apply_amg_defaults(ctx, checkpoint, generator_settings(options)))
     manifest = {
         "task": task,
         "mode": options["mode"],
-        "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
+        "checkpoint": str(Path(checkpoint).resolve()),
         "sam_checkpoint": str(Path(options["sam_checkpoint"]).resolve()) if options["sam_checkpoint"] else None,
         "generator": {**PRIOR_GENERATOR_DEFAULTS, **generator_settings(options)},
     }
@@ -119,6 +126,7 @@ def prior(images: tuple[Path, ...], output: Path, task: str, pattern: str, featu
         return all(files[key].is_file() for key in wanted)
 
     failures: list[str] = []
+    single: list[str] = []
     written = skipped = 0
     with progress_bar() as bar:
         job = bar.add_task("priors", total=len(entries))
@@ -131,11 +139,18 @@ def prior(images: tuple[Path, ...], output: Path, task: str, pattern: str, featu
                     result = generator(read_image(path), partition=task == "deblur", features=features)
                 except InputError as error:
                     failures.append(str(error))
-                    bar.console.print(f"skipped {error}", style="red", markup=False, highlight=False)
+                    bar.console.print(f"Error: {error}", markup=False, highlight=False, soft_wrap=True)
                 else:
                     write_prior(files, result)
                     written += 1
+                    if len(np.unique(result.gray)) <= 1:
+                        single.append(str(path))
+                        bar.console.print(f"Warning: {path}: one segment covers the image (no mask found); "
+                                          f"lower --pred-iou-thresh (now {options['pred_iou_thresh']:g}) or --stability-score-thresh "
+                                          f"(now {options['stability_score_thresh']:g})", markup=False, highlight=False)
             bar.advance(job)
-    click.echo(f"{written} written, {skipped} already there, {len(failures)} failed -> {output}", err=True)
-    if failures:
-        raise InputError(f"{failures[0]} (and {len(failures) - 1} more failed)" if len(failures) > 1 else failures[0])
+    single_note = f", {len(single)} a single segment" if single else ""
+    click.echo(f"{written} written, {skipped} already there, {len(failures)} failed{single_note} -> {output}", err=True)
+    if strict and single:
+        raise InputError(f"{single[0]}: one segment covers the image (--strict)" + (f" (and {len(single) - 1} more)" if len(single) > 1 else ""))
+    report_failures(ctx, failures, len(entries))

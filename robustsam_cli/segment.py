@@ -7,15 +7,18 @@ from typing import Any, Optional
 
 import click
 from click.core import ParameterSource
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from core import MODEL_CONFIGS, build_robustsam, resolve_device
 from core.inference.segment import ImageResult, SegmentSummary, prepare_run
+from core.parallel import WorkerError, add_summaries, launch_function, run_shard, shard_run
+from core.parallel.segment_shards import STATE_DIR
 
-from .defaults import checkpoint_or_default
+from .parallel import Parallel, job_progress, parallel_options, pop_parallel
+from .outcome import allow_empty_option, report_empty, report_failures
+from .defaults import apply_amg_defaults, checkpoint_or_default, console, named_checkpoint, no_leftover_folder
 
 # Flags of segment-anything's scripts/amg.py, as SamAutomaticMaskGenerator keyword arguments.
 _UNIT = click.FloatRange(0.0, 1.0)
@@ -55,22 +58,53 @@ def _generator_options(function: Any) -> Any:
 
 def _summary_table(summary: SegmentSummary) -> Table:
     table = Table(title="robustsam segment")
-    for column in ("images", "skipped (done)", "prompts", "masks", "failures", "time"):
+    for column in ("images", "skipped (done)", "prompts", "masks", "no masks", "failures", "time"):
         table.add_column(column, justify="right")
     table.add_row(
         str(summary.images),
         str(summary.skipped),
         str(summary.prompts),
         str(summary.masks),
+        str(len(summary.empty)),
         str(len(summary.failures)),
         f"{summary.seconds:.1f} s",
     )
     return table
 
 
+def _loosen_hint(options: dict[str, Any]) -> str:
+    """The flags that make segment-everything keep more masks, with their values in this run."""
+    return (f"lower --pred-iou-thresh (now {options['pred_iou_thresh']:g}) or --stability-score-thresh "
+            f"(now {options['stability_score_thresh']:g}), or raise --points-per-side (now {options['points_per_side']})")
+
+
+def _onnx_predictor(ctx: click.Context, onnx_dir: Optional[Path]) -> Any:
+    """The OnnxPredictor of --onnx-dir; usage errors for options the ONNX backend does not take."""
+    if onnx_dir is None:
+        raise click.UsageError("--backend onnx needs --onnx-dir (a folder written by robustsam export --onnx)")
+    for name in ("checkpoint", "sam_checkpoint", "model_type", "precision", "half"):
+        if _given(ctx, name):
+            raise click.UsageError(f"--{name.replace('_', '-')} is for --backend torch; the ONNX export fixes the model (fp32)")
+    if _given(ctx, "device") and ctx.params["device"] not in ("auto", "cpu"):
+        raise click.UsageError("--backend onnx runs on the CPU (onnxruntime); leave out --device")
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise click.UsageError("--backend onnx needs onnxruntime: pip install 'robustsam[onnx]'") from None
+    from core.deploy import OnnxPredictor
+
+    predictor = OnnxPredictor(onnx_dir)
+    if predictor.single_mask and (ctx.params["prompts_path"] is None or ctx.params["multimask"]):
+        raise click.UsageError(f"{onnx_dir} was exported with --return-single-mask: it serves prompts without --multimask only")
+    exported = "robust" if predictor.robust else "sam"
+    if _given(ctx, "mode") and ctx.params["mode"] != exported:
+        raise click.UsageError(f"--mode {ctx.params['mode']}: {onnx_dir} holds the {exported} path (export again with --mode)")
+    return predictor
+
+
 @click.command()
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("-o", "--output", "output_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+@click.option("-o", "--output", "output_dir", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @click.option("--prompts", "prompts_path", type=click.Path(path_type=Path), help="The tool's prompt JSON or a COCO instances JSON; without it, segment everything.")
 @click.option("--prompt-from", type=click.Choice(["box", "point"]), default="box", show_default=True, help="COCO prompts: the box, or one interior point of the mask.")
 @click.option("--recursive", is_flag=True, help="Also search sub-folders (and ** in globs).")
@@ -79,7 +113,7 @@ def _summary_table(summary: SegmentSummary) -> Table:
 @click.option("--multimask", is_flag=True, help="Predict three masks per prompt and keep the one with the best predicted IoU.")
 @click.option("--all-masks", is_flag=True, help="With --multimask, keep all three (mask k = 3 * prompt + candidate).")
 @click.option("--prompt-batch", type=click.IntRange(min=1), default=16, show_default=True, help="Prompts decoded at once.")
-@click.option("--checkpoint", type=click.Path(path_type=Path), help="RobustSAM (or SAM) checkpoint .pth.")
+@click.option("--checkpoint", type=click.Path(path_type=Path), help="RobustSAM (or SAM) checkpoint .pth; `default` or none: the built-in model.")
 @click.option("--sam-checkpoint", type=click.Path(path_type=Path), help="SAM checkpoint under a robust-modules-only --checkpoint.")
 @click.option("--model-type", type=click.Choice(sorted(MODEL_CONFIGS)), help="Inferred from the checkpoint when omitted.")
 @click.option("--mode", type=click.Choice(["robust", "sam"]), default="robust", show_default=True, help="RobustSAM's path, or SAM's path with the same weights.")
@@ -87,6 +121,12 @@ def _summary_table(summary: SegmentSummary) -> Table:
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True, help="Autocast precision.")
 @click.option("--half", is_flag=True, help="Same as --precision fp16 (CUDA only).")
 @click.option("--overwrite", is_flag=True, help="Redo images whose outputs exist (default: skip them, resuming a run).")
+@click.option("--strict", is_flag=True, help="An image where segment-everything finds no mask is an error (exit 1), not a warning.")
+@click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
+              help="torch: the PyTorch model; onnx: the models of robustsam export --onnx on onnxruntime (CPU, fp32).")
+@click.option("--onnx-dir", type=click.Path(file_okay=False, path_type=Path), help="[--backend onnx] The folder robustsam export --onnx wrote.")
+@allow_empty_option
+@parallel_options
 @_generator_options
 @click.pass_context
 def segment(
@@ -109,6 +149,10 @@ def segment(
     precision: str,
     half: bool,
     overwrite: bool,
+    strict: bool,
+    backend: str,
+    onnx_dir: Optional[Path],
+    allow_empty: bool,
     **generator_options: Any,
 ) -> None:
     """Segment INPUTS (folders, globs or image files) from prompts, or everything in them.
@@ -117,6 +161,9 @@ def segment(
       robustsam segment imgs/ --prompts boxes.json -o masks/ --checkpoint robustsam_vit_b.pth
       robustsam segment "imgs/*.jpg" -o masks/ --format coco --checkpoint robustsam_vit_b.pth
     """
+    parallel = pop_parallel(generator_options)
+    if parallel.nodes.world_size > 1 and backend != "torch":
+        raise click.UsageError("--gpus/--nnodes run the torch backend")
     if prompts_path is not None:
         given = [name for name in GENERATOR_OPTIONS if _given(ctx, name)]
         if given:
@@ -132,9 +179,32 @@ def segment(
     torch_device = resolve_device(device)
     if precision == "fp16" and torch_device.type != "cuda":
         raise click.UsageError(f"fp16 (--half) needs a CUDA device, not {torch_device}; use --precision bf16 or fp32")
-    checkpoint = checkpoint_or_default(checkpoint)
-
-    model = build_robustsam(model_type, checkpoint, sam_checkpoint=sam_checkpoint, device=torch_device)
+    predictor = None
+    if backend == "onnx":
+        predictor = _onnx_predictor(ctx, onnx_dir)
+        mode = "robust" if predictor.robust else "sam"
+        model = None
+        if prompts_path is None:
+            stored = predictor.model.manifest.get("amg_defaults") or {}
+            generator_options.update({key: value for key, value in stored.items() if key in generator_options and not _given(ctx, key)})
+    else:
+        if onnx_dir is not None:
+            raise click.UsageError("--onnx-dir needs --backend onnx")
+        checkpoint = checkpoint_or_default(checkpoint)
+        sam_checkpoint = named_checkpoint(sam_checkpoint)
+        model = build_robustsam(model_type, checkpoint, sam_checkpoint=sam_checkpoint, device=torch_device)
+        if prompts_path is None:
+            generator_options = apply_amg_defaults(ctx, checkpoint, generator_options)
+    if parallel.launched:
+        del model  # each worker builds its own on its device
+        _launch(ctx, parallel, inputs, output_dir, allow_empty, strict,
+                dict(model_type=model_type, checkpoint=str(checkpoint), sam_checkpoint=sam_checkpoint and str(sam_checkpoint),
+                     cuda=torch_device.type == "cuda"),
+                dict(prompts=prompts_path and str(prompts_path), prompt_from=prompt_from, recursive=recursive,
+                     output_format=output_format, overlay=overlay, multimask=multimask, all_masks=all_masks,
+                     prompt_batch=prompt_batch, robust=mode == "robust", precision=precision,
+                     generator_options=generator_options, overwrite=overwrite))
+        return
     run = prepare_run(
         model,
         inputs,
@@ -151,18 +221,53 @@ def segment(
         precision=precision,
         generator_options=generator_options,
         overwrite=overwrite,
+        predictor=predictor,
     )
-    errors = Console(stderr=True)
+    if not run.jobs:
+        report_empty(f"{', '.join(inputs)}: no images to segment", allow_empty)
+        return
+    errors = console(stderr=True)
     columns = (TextColumn("segment"), BarColumn(), MofNCompleteColumn(), ImagesPerSecondColumn(), TimeElapsedColumn())
     with Progress(*columns, console=errors, transient=True) as progress:
-        task = progress.add_task("segment", total=len(run.pending))
+        mine = run if parallel.shard is None else shard_run(run, parallel.shard)
+        task = progress.add_task("segment", total=len(mine.pending))
 
         def report(result: ImageResult) -> None:
             if result.error is not None:
                 progress.console.print(f"Error: {result.error}", markup=False, highlight=False, soft_wrap=True)
+            elif result.masks == 0 and prompts_path is not None:
+                progress.console.print(f"{'Error' if strict else 'Warning'}: {result.job.path}: no masks",
+                                       markup=False, highlight=False, soft_wrap=True)
+            elif result.masks == 0:
+                progress.console.print(f"{'Error' if strict else 'Warning'}: {result.job.path}: segment-everything found no mask; "
+                                       f"{_loosen_hint(generator_options)}", markup=False, highlight=False, soft_wrap=True)
             progress.advance(task)
 
-        summary = run.run(report)
-    Console().print(_summary_table(summary))
-    if summary.failures:
+        summary = run.run(report) if parallel.shard is None else run_shard(run, parallel.shard, output_dir, report)[0]
+    console().print(_summary_table(summary))
+    report_failures(ctx, summary.failures, len(run.pending))
+    if strict and summary.empty:
+        ctx.exit(1)
+
+
+def _launch(ctx: click.Context, parallel: Parallel, inputs: tuple[str, ...], output_dir: Path, allow_empty: bool, strict: bool,
+            build: dict[str, Any], options: dict[str, Any]) -> None:
+    """Runs the job in torchrun workers under one progress bar; a failed worker fails the command."""
+    progress, update = job_progress("segment", console(stderr=True))
+    try:
+        with progress:
+            results = launch_function("core.parallel.segment_shards:segment_worker",
+                                      dict(build=build, inputs=list(inputs), output_dir=str(output_dir), options=options),
+                                      output_dir / STATE_DIR / "launch", parallel.nodes, update)
+    except WorkerError as error:
+        raise click.ClickException(str(error)) from None
+    summary = add_summaries(results)
+    if not summary.images + summary.skipped + len(summary.failures):
+        report_empty(f"{', '.join(inputs)}: no images to segment", allow_empty)
+        return
+    for line in summary.failures:
+        console(stderr=True).print(f"Error: {line}", markup=False, highlight=False, soft_wrap=True)
+    console().print(_summary_table(summary))
+    report_failures(ctx, summary.failures, summary.images + len(summary.failures))
+    if strict and summary.empty:
         ctx.exit(1)

@@ -1,5 +1,5 @@
-"""`robustsam train` (stage base: a SAM from scratch; stage robust: the RobustSAM modules on a frozen SAM)
-and `robustsam export` (robust modules + SAM -> one full checkpoint in the published key layout)."""
+"""`robustsam train` (stage base: a SAM from scratch; stage robust: the RobustSAM modules on a frozen SAM).
+`robustsam export` lives in `export.py`."""
 
 from __future__ import annotations
 
@@ -7,32 +7,41 @@ from pathlib import Path
 from typing import Optional
 
 import click
-import torch
 
-from core.model.checkpoint import expected_shapes, resolve_weights
 from core.model.config import MODEL_CONFIGS
 from core.model.decoder import ABLATIONS
+from core.model.default_model import is_default_name
 from core.errors import InputError
-from core.data.io import atomic_path
 from train.config import DEGRADE_MODES, LOSSES, OPTIMIZERS, PRECISIONS, PROMPTS, STAGES, TrainConfig
+
+from .defaults import announce_builtin, builtin_checkpoint, no_leftover_folder
 
 _PATH = click.Path(dir_okay=False, path_type=str)
 
 
 @click.command("train")
 @click.option("--data", required=True,
-              help="synthetic:N[:style], a COCO .json (with --image-dir), a Robust-Seg root, "
-              "or a folder with images/ and masks/.")
+              help="synthetic:N[:style], photos:N[:train|held_out] (scenes textured from the installed sample "
+                   "photographs), a COCO .json (with --image-dir), a Robust-Seg root, or a folder with images/ and masks/.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Folder for checkpoints and log.jsonl.")
-@click.option("--stage", type=click.Choice(STAGES), default="robust", show_default=True,
-              help="robust: the robust modules on a frozen SAM; base: every SAM parameter, clear images.")
+@click.option("--method", type=click.Choice(("robustsam", "glesam")), default="robustsam", show_default=True,
+              help="robustsam, or glesam: GleSAM's latent enhancer (--stage unet) then SAM's decoder (--stage decoder).")
+@click.option("--stage", type=click.Choice(STAGES + ("unet", "decoder")), default="robust", show_default=True,
+              help="robust: the robust modules on a frozen SAM; base: every SAM parameter, clear images; "
+                   "unet / decoder: GleSAM's two stages (with --method glesam).")
+@click.option("--unet", "unet_path", type=click.Path(path_type=str),
+              help="GleSAM: a Stable Diffusion U-Net on disk (diffusers folder or single file); default a small random U-Net.")
+@click.option("--lora-rank", type=int, default=64, show_default=True, help="GleSAM: LoRA rank (published 64, alpha 8).")
+@click.option("--latent-scale", type=float, default=5.0, show_default=True,
+              help="GleSAM: the feature weight that aligns SAM's embedding with SD latents (published example 5).")
 @click.option("--model-type", type=click.Choice(list(MODEL_CONFIGS)),
               help="Model size (inferred from checkpoints; needed for --stage base from scratch).")
 @click.option("--sam-checkpoint", type=_PATH,
-              help="SAM weights to start from (released SAM or a stage-base checkpoint).")
+              help="SAM weights to start from (released SAM or a stage-base checkpoint; `default`: the built-in model).")
 @click.option("--checkpoint", type=_PATH,
-              help="RobustSAM (or robust-modules-only, with --sam-checkpoint) weights to start from.")
+              help="RobustSAM (or robust-modules-only, with --sam-checkpoint) weights to start from; `default`, or "
+                   "with neither checkpoint given (stage robust), the built-in model.")
 @click.option("--image-dir", type=click.Path(file_okay=False, path_type=str), help="Images of a COCO --data file.")
 @click.option("--split", default="train", show_default=True, help="Robust-Seg split to train on.")
 @click.option("--val-data", help="Validation data (same forms as --data); default: held-out scenes for synthetic data.")
@@ -89,46 +98,88 @@ _PATH = click.Path(dir_okay=False, path_type=str)
 @click.option("--master-addr", default="127.0.0.1", show_default=True)
 @click.option("--master-port", type=int, default=29500, show_default=True)
 @click.option("--no-progress", is_flag=True, help="No progress bar (log.jsonl is still written).")
+@click.option("--safetensors", "write_safetensors", is_flag=True,
+              help="Also write final.safetensors: the trained weights, with model type and RobustSAM/SAM split as metadata.")
 def train_command(resume: Optional[str], gpus: int, nnodes: int, node_rank: int, master_addr: str, master_port: int,
-                  no_progress: bool, **settings) -> None:
+                  no_progress: bool, write_safetensors: bool, **settings) -> None:
     """Train RobustSAM (or, with --stage base, a small SAM) on one process or many.
 
     \b
     robustsam train --data robust_seg/ --sam-checkpoint sam_vit_l_0b3195.pth -o runs/l --gpus 8
     robustsam train --stage base --model-type vit_micro --data synthetic:2000 --image-size 128 -o runs/base
     """
+    method, unet_path, lora_rank, latent_scale = (settings.pop(key) for key in ("method", "unet_path", "lora_rank", "latent_scale"))
+    if method == "glesam":
+        _train_glesam(settings, resume, unet_path, lora_rank, latent_scale)
+        return
+    if settings["stage"] not in STAGES:
+        raise InputError(f"--stage {settings['stage']}: a GleSAM stage; add --method glesam")
+    from train.data import open_dataset
     from train.launch import launch
-    from train.trainer import train
+    from train.trainer import check_config, train
 
+    builtin = [key for key in ("checkpoint", "sam_checkpoint") if is_default_name(settings[key])]
+    if settings["checkpoint"] is None and settings["sam_checkpoint"] is None and resume is None and settings["stage"] == "robust":
+        builtin = ["checkpoint"]  # nothing to start from: the built-in model
+    for key in builtin:
+        settings[key] = str(builtin_checkpoint())
     config = TrainConfig(progress=not no_progress, **settings)
     if gpus < 1 or nnodes < 1:
         raise InputError("--gpus and --nnodes must be at least 1")
     if resume is not None and not Path(resume).is_file():
         raise InputError(f"{resume}: no such checkpoint to resume")
+    if builtin:
+        # Bad settings or data fail first, in one line; then the notice.
+        check_config(config)
+        if config.degrade == "online":
+            open_dataset(config.data, split=config.split, image_dir=config.image_dir, size=config.image_size)
+        announce_builtin()
     if gpus == 1 and nnodes == 1:
-        final = train(config, resume)
+        with no_leftover_folder(config.output):
+            final = train(config, resume)
         click.echo(f"wrote {final}")
+        if write_safetensors:
+            _write_safetensors(Path(final))
         return
-    status = launch(config, processes=gpus, resume=resume, nnodes=nnodes, node_rank=node_rank,
-                    master_addr=master_addr, master_port=master_port)
+    with no_leftover_folder(config.output):
+        status = launch(config, processes=gpus, resume=resume, nnodes=nnodes, node_rank=node_rank,
+                        master_addr=master_addr, master_port=master_port)
     if status != 0:
         raise click.ClickException(f"torchrun workers failed (exit status {status})")
     click.echo(f"wrote {Path(config.output) / 'final.pth'}")
+    if write_safetensors:
+        _write_safetensors(Path(config.output) / "final.pth")
 
 
-@click.command("export")
-@click.option("--robust", "robust", required=True, type=_PATH, help="A robust-modules checkpoint of robustsam train.")
-@click.option("--sam", "sam", required=True, type=_PATH, help="The SAM checkpoint it was trained on.")
-@click.option("-o", "--output", required=True, type=_PATH, help="The full checkpoint to write.")
-def export(robust: str, sam: str, output: str) -> None:
-    """Merge trained robust modules and SAM into one full checkpoint (the published key layout)."""
-    for path in (robust, sam):
-        if not Path(path).is_file():
-            raise InputError(f"{path}: no such checkpoint")
-    weights = resolve_weights(robust, sam)
-    if not weights.has_robust:
-        raise InputError(f"{robust}: holds no robust-module weights")
-    state = {key: weights.state_dict[key].float() for key in expected_shapes(weights.model_type)}
-    with atomic_path(output) as temporary:
-        torch.save(state, temporary)
-    click.echo(f"wrote {output} ({weights.model_type}, {len(state)} tensors)")
+def _train_glesam(settings: dict, resume: Optional[str], unet_path: Optional[str], lora_rank: int, latent_scale: float) -> None:
+    """`--method glesam`: one GleSAM stage on this process (train/glesam.py)."""
+    from train.glesam import GleSamTrainConfig, check_glesam_config, train_glesam
+
+    stage = "unet" if settings["stage"] == "robust" else settings["stage"]
+    sam = settings["sam_checkpoint"] or settings["checkpoint"] if stage == "unet" else None
+    if stage == "unet" and (sam is None or is_default_name(sam)):
+        sam = str(builtin_checkpoint())
+        announce_builtin()
+    config = GleSamTrainConfig(
+        data=settings["data"], output=settings["output"], stage=stage, sam_checkpoint=sam,
+        checkpoint=settings["checkpoint"] if stage == "decoder" else None, unet=unet_path, lora_rank=lora_rank,
+        lora_alpha=8.0, feature_weight=latent_scale, image_size=settings["image_size"], level=settings["level"],
+        prompt=settings["prompt"], num_points=settings["num_points"], lr=settings["lr"], epochs=settings["epochs"],
+        max_steps=settings["max_steps"], batch_size=settings["batch_size"], seed=settings["seed"],
+        save_every=settings["save_every"], log_every=settings["log_every"], device=settings["device"],
+    )
+    check_glesam_config(config)
+    if resume is not None and not Path(resume).is_file():
+        raise InputError(f"{resume}: no such checkpoint to resume")
+    with no_leftover_folder(config.output):
+        final = train_glesam(config, resume)
+    click.echo(f"wrote {final}")
+
+
+def _write_safetensors(final: Path) -> None:
+    """final.safetensors beside `final`: its model weights (final.pth keeps what --resume needs)."""
+    from core.deploy.weights import export_weights
+
+    path, model_type, count = export_weights(final, final.with_suffix(".safetensors"))
+    click.echo(f"wrote {path} ({model_type}, {count} tensors)")
+

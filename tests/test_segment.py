@@ -16,10 +16,11 @@ from pycocotools import mask as mask_utils
 
 import core.inference.mask_writers
 from core import RobustPredictor, build_robustsam
-from core.errors import InputError
 from core.data.io import read_image, write_mask
+from core.errors import InputError
+from core.inference import RobustAutomaticMaskGenerator
+from core.inference.segment import find_images, prepare_run
 from core.inference.small_regions import connected_components, remove_small_regions
-from core.inference.segment import AutomaticMaskGenerator, find_images, prepare_run
 from robustsam_cli.main import cli
 
 PROMPTS = {
@@ -302,7 +303,7 @@ def test_segment_everything_equals_the_generator_and_needs_no_prompts(model, che
     options = ["--points-per-side", "4", "--pred-iou-thresh", "0", "--stability-score-thresh", "0", "--min-mask-region-area", "30"]
     result = run(str(folder), "-o", str(tmp_path / "out"), "--checkpoint", str(checkpoint), *options)
     assert result.exit_code == 0, result.output
-    generator = AutomaticMaskGenerator(
+    generator = RobustAutomaticMaskGenerator(
         model, points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, min_mask_region_area=30
     )
     records = generator.generate(image)

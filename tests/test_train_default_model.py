@@ -32,8 +32,12 @@ def model():
     return build_robustsam(None, DEFAULT)
 
 
-def test_default_checkpoint_is_a_small_full_float32_state_dict(model):
-    state = torch.load(DEFAULT, weights_only=True)
+def test_default_checkpoint_is_a_small_full_float32_state_dict_with_generator_settings(model):
+    stored = torch.load(DEFAULT, weights_only=True)
+    assert set(stored) == {"model", "amg_defaults"}
+    assert set(stored["amg_defaults"]) <= {"points_per_side", "pred_iou_thresh", "stability_score_thresh", "box_nms_thresh",
+                                           "min_mask_region_area"}
+    state = stored["model"]
     assert model.model_type == "vit_micro"
     assert all(value.dtype in (torch.float32, torch.int64) for value in state.values())
     assert set(state) == set(model.state_dict())

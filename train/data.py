@@ -16,12 +16,14 @@ import torch
 import torch.nn.functional as F
 
 from core.data.datasets import CLEAR, CocoInstancesDataset, MaskFolderDataset, RobustSegSplit, Sample, SampleReader
+from core.data.photo_scenes import PHOTO_SPLITS, PhotoSceneDataset
 from core.data.scenes import SCENE_STYLES, SceneDataset
 from core.degradations import DEGRADATIONS, PUBLISHED, degrade
 from core.errors import InputError
 from core.evaluation.prompt_sampling import mask_box, sample_points
 
 SYNTHETIC = "synthetic"
+PHOTOS = "photos"
 # Validation scenes start far from any training seed so the two sets never share a scene.
 VALIDATION_FIRST_SEED = 1_000_000
 # The epoch number that seeds validation prompts; no training run reaches it.
@@ -31,10 +33,17 @@ VALIDATION_EPOCH = 1_000_000
 def open_dataset(spec: str, *, split: str, image_dir: Optional[str], size: int, first_seed: int = 0) -> SampleReader:
     """The reader for a `--data` value.
 
-    `synthetic:N[:style]`: N seeded scenes of `size` px; a `.json` file: COCO instances with images in
+    `synthetic:N[:style]`: N seeded scenes of `size` px; `photos:N[:split]`: N seeded scenes textured from
+    the installed sample photographs (split train or held_out); a `.json` file: COCO instances with images in
     `image_dir`; a folder holding `<split>/clear/`: the Robust-Seg layout (clear images); a folder holding
     `images/` and `masks/`: images with mask PNGs.
     """
+    if spec.startswith(PHOTOS + ":"):
+        parts = spec.split(":")
+        photo_split = parts[2] if len(parts) > 2 else "train"
+        if len(parts) > 3 or not parts[1].isdigit() or int(parts[1]) < 1 or photo_split not in PHOTO_SPLITS:
+            raise InputError(f"{spec}: expected photos:N or photos:N:SPLIT (N >= 1, SPLIT one of {', '.join(PHOTO_SPLITS)})")
+        return PhotoSceneDataset(int(parts[1]), size=size, split=photo_split, first_seed=first_seed)
     if spec.startswith(SYNTHETIC + ":"):
         parts = spec.split(":")
         style = parts[2] if len(parts) > 2 else "geometric"
@@ -53,7 +62,7 @@ def open_dataset(spec: str, *, split: str, image_dir: Optional[str], size: int, 
     if (path / "images").is_dir() and (path / "masks").is_dir():
         return MaskFolderDataset(path / "images", path / "masks")
     raise InputError(
-        f"{spec}: not a dataset (want synthetic:N, a COCO .json, a Robust-Seg root with {split}/clear/, "
+        f"{spec}: not a dataset (want synthetic:N, photos:N, a COCO .json, a Robust-Seg root with {split}/clear/, "
         "or a folder with images/ and masks/)"
     )
 

@@ -1,4 +1,5 @@
-"""Evaluation tables as rich tables, Markdown, JSON, and (with matplotlib) PNG bar charts."""
+"""Evaluation tables as cells, Markdown, JSON, and (with matplotlib) PNG bar charts (the console
+tables are drawn by `robustsam_cli.eval`)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,6 @@ import json
 import math
 from pathlib import Path
 from typing import Any, Optional
-
-from rich.table import Table as RichTable
 
 from core.data.io import atomic_path
 
@@ -22,24 +21,13 @@ def _header(models: list[str], metrics: tuple[str, ...]) -> list[str]:
     return ["Condition", "Images", "Objects"] + [f"{model} {METRIC_LABELS[m]}" for model in models for m in metrics]
 
 
-def _cells(row: Row, models: list[str], metrics: tuple[str, ...]) -> list[str]:
+def row_cells(row: Row, models: list[str], metrics: tuple[str, ...]) -> list[str]:
+    """A row's label, image and object counts, then each model's metrics ("-" for none)."""
     return [row.label, str(row.images), str(row.objects)] + [_format(row.values[model][m]) for model in models for m in metrics]
 
 
-def rich_table(table: Table, models: list[str], metric: str) -> RichTable:
-    """A console table of one metric, one column per model (the full tables are too wide for a
-    terminal); summary rows are set apart by a rule and bold."""
-    rich = RichTable(title=f"{table.dataset}: {METRIC_LABELS[metric]}")
-    for index, name in enumerate(["Condition", "Images", "Objects", *models]):
-        rich.add_column(name, justify="left" if index == 0 else "right")
-    last_condition = _last_condition(table)
-    for row in table.rows:
-        cells = [row.label, str(row.images), str(row.objects)] + [_format(row.values[model][metric]) for model in models]
-        rich.add_row(*cells, style=None if row.kind == "condition" else "bold", end_section=row is last_condition)
-    return rich
-
-
-def _last_condition(table: Table) -> Optional[Row]:
+def last_condition(table: Table) -> Optional[Row]:
+    """The last per-condition row, after which the summary rows follow."""
     conditions = [row for row in table.rows if row.kind == "condition"]
     return conditions[-1] if conditions else None
 
@@ -51,7 +39,7 @@ def markdown(tables: list[Table], models: list[str], metrics: tuple[str, ...]) -
     for table in tables:
         lines = [f"### {table.dataset}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for row in table.rows:
-            cells = _cells(row, models, metrics)
+            cells = row_cells(row, models, metrics)
             if row.kind != "condition":
                 cells[0] = f"**{cells[0]}**"
             lines.append("| " + " | ".join(cells) + " |")

@@ -1,14 +1,11 @@
-"""`--gpus N`: N worker processes through PyTorch's elastic launcher (torchrun), each running `train.worker`."""
+"""`--gpus N` for training: N workers through `core.parallel` (torchrun), each running `train.worker`."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Optional
 
-from core.errors import InputError
+from core.parallel import Nodes, run_torchrun
 
 from .config import TrainConfig
 
@@ -33,18 +30,5 @@ def launch(
     output.mkdir(parents=True, exist_ok=True)
     config_path = output / LAUNCH_CONFIG
     config.save(config_path)
-    command = [
-        sys.executable, "-m", "torch.distributed.run",
-        f"--nproc-per-node={processes}", f"--nnodes={nnodes}", f"--node-rank={node_rank}",
-        f"--master-addr={master_addr}", f"--master-port={master_port}",
-        "-m", "train.worker", str(config_path),
-    ]
-    if resume is not None:
-        command += ["--resume", resume]
-    # Workers import this same source tree, whichever copy of the package is installed.
-    root = str(Path(__file__).resolve().parents[1])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
-    try:
-        return subprocess.run(command, env=env, check=False).returncode
-    except OSError as error:
-        raise InputError(f"{sys.executable}: cannot start torchrun ({error})") from None
+    args = [str(config_path)] + (["--resume", resume] if resume is not None else [])
+    return run_torchrun(Nodes(processes, nnodes, node_rank, master_addr, master_port), "train.worker", args)

@@ -13,12 +13,13 @@ from typing import Any, Optional
 
 import torch
 import torch.distributed as dist
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
 from core.model.build import build_robustsam
-from core.model.checkpoint import RobustModulesUninitialized, is_robust_key
+from core.model.checkpoint import RobustModulesUninitialized, is_robust_key, load_torch_file
 from core.model.config import get_config
 from core.model.decoder import ablated_parameters
 from core.device import resolve_device
@@ -238,9 +239,7 @@ class Trainer:
 
     def load(self, path: str) -> None:
         """Continues the run saved in `path` exactly where it stopped."""
-        if not Path(path).is_file():
-            raise InputError(f"{path}: no such checkpoint")
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        saved = load_torch_file(path, "checkpoint", "readable training checkpoint")
         if not isinstance(saved, dict) or not {"model", "optimizer", "scheduler", "step"} <= set(saved):
             raise InputError(f"{path}: not a checkpoint of robustsam train (needs model, optimizer, scheduler, step)")
         expected = set(training_state(self.model, self.config))
@@ -326,9 +325,12 @@ class Trainer:
         config = self.config
         main = self.dist.is_main
         log = (self.output / "log.jsonl").open("a") if main else None
+        console = Console(soft_wrap=True)  # a log file gets whole lines, never wrapped or cut
+        # Not a terminal (CI, nohup): plain progress lines every log_every steps instead of a bar.
+        plain = main and config.progress and not console.is_terminal
         progress = Progress(
             TextColumn("[bold]train[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(), TimeRemainingColumn(), disable=not (main and config.progress),
+            TimeElapsedColumn(), TimeRemainingColumn(), disable=plain or not (main and config.progress), console=console,
         )
         images_per_step = config.batch_size * config.accumulate * self.dist.world
         final = None
@@ -343,6 +345,9 @@ class Trainer:
                         shown = " ".join(f"{k} {v:.4f}" for k, v in losses.items() if k != "grad_norm")
                         progress.update(task, completed=self.step, info=f"{shown} | {throughput:.1f} img/s")
                         if self.step % config.log_every == 0 or self.step == self.total_steps:
+                            if plain:
+                                console.print(f"train step {self.step}/{self.total_steps} {shown} | {throughput:.1f} img/s",
+                                              markup=False, highlight=False)
                             record = {"step": self.step, "epoch": (self.step - 1) // self.steps_per_epoch,
                                       "lr": self.optimizer.param_groups[0]["lr"], "images_per_s": throughput, **losses}
                             log.write(json.dumps(record) + "\n")

@@ -107,8 +107,17 @@ def read_mask_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def read_masks(path: str | os.PathLike) -> np.ndarray:
-    """Object masks from a `.npy` array or a mask image, as (M, H, W) bool."""
+    """Object masks as (M, H, W) bool from a `.npy` array, a mask image, or a folder of binary mask
+    images (one object each, nonzero inside, in sorted file-name order)."""
     path = Path(path)
+    if path.is_dir():
+        files = list_images(path)
+        if not files:
+            raise InputError(f"{path}: no mask images in the folder")
+        planes = [read_pixels(file, "mask image") for file in files]
+        if len({plane.shape[:2] for plane in planes}) > 1:
+            raise InputError(f"{path}: its mask images differ in size")
+        return np.stack([(plane if plane.ndim == 2 else plane[..., :3].max(axis=2)) != 0 for plane in planes])
     return read_mask_array(path) if path.suffix.lower() == ".npy" else read_mask_image(path)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -50,7 +51,43 @@ def read_pixels(path: str | os.PathLike, what: str = "image", missing_hint: str 
     try:
         return np.asarray(iio.imread(path, index=0))
     except Exception as error:  # imageio raises many types for corrupt files
-        raise InputError(f"{path}: not a readable {what} ({type(error).__name__}: {error})".splitlines()[0]) from None
+        raise InputError(f"{path}: not a readable {what} ({_reason(error, path)})") from None
+
+
+def _reason(error: Exception, path: Path) -> str:
+    """'Type: first line' of a reader's error, without the file name (the message starts with it)."""
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    if "Could not find a backend" in detail:  # imageio's words when no plugin knows the bytes
+        detail = "no image reader recognises its format"
+    detail = re.sub(r"`*" + re.escape(str(path)) + r"`*", "the file", detail)
+    return f"{type(error).__name__}: {detail}" if detail else type(error).__name__
+
+
+def read_image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """An image file's (H, W) from its header, without decoding the pixels; InputError as `read_pixels`."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such image file")
+    try:
+        shape = iio.improps(path, index=0).shape
+    except Exception as error:  # imageio raises many types for corrupt files
+        raise InputError(f"{path}: not a readable image ({_reason(error, path)})") from None
+    if len(shape) not in (2, 3):
+        raise InputError(f"{path}: not a readable image (unsupported image shape {shape})")
+    return int(shape[0]), int(shape[1])
+
+
+def require_output_dir(path: str | os.PathLike) -> Path:
+    """`path` if it is a folder or can be made one (nothing is created); InputError when it, or a
+    folder above it, is a file."""
+    path = Path(path)
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                what = "the output folder" if candidate == path else f"a folder above {path}"
+                raise InputError(f"{candidate}: is a file, not {what}")
+            break
+    return path
 
 
 def read_json(path: str | os.PathLike, what: str) -> Any:

@@ -63,12 +63,18 @@ class Prompt:
 class PromptSet:
     """Prompts by image key (a POSIX path relative to the input folder), in file order.
 
-    `image_ids` holds COCO image ids when the prompts came from a COCO file.
+    `image_ids` holds COCO image ids when the prompts came from a COCO file; `names` each key as
+    the file spelled it (e.g. with a leading '/'), for messages.
     """
 
     source: Path
     prompts: dict[str, list[Prompt]]
     image_ids: dict[str, int] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
+
+    def name(self, key: str) -> str:
+        """The image of `key` as the prompt file wrote it."""
+        return self.names.get(key, key)
 
 
 def load_prompts(path: str | os.PathLike, prompt_from: str = "box") -> PromptSet:
@@ -98,14 +104,16 @@ def _tool_prompts(path: Path, data: Any) -> PromptSet:
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected an object mapping image paths to prompt lists, got {type(data).__name__}")
     prompts: dict[str, list[Prompt]] = {}
+    names: dict[str, str] = {}
     for image, entries in data.items():
         key = normalise_key(image)
+        names[key] = image
         if key in prompts:
             raise InputError(f"{path}: image '{image}' is listed twice")
         if not isinstance(entries, list):
             raise InputError(f"{path}: image '{image}': expected a list of prompts, got {type(entries).__name__}")
         prompts[key] = [_tool_prompt(f"{path}: image '{image}', prompt {index}", entry) for index, entry in enumerate(entries)]
-    return PromptSet(path, prompts)
+    return PromptSet(path, prompts, names=names)
 
 
 def _tool_prompt(where: str, entry: Any) -> Prompt:
@@ -168,6 +176,7 @@ def _coco_prompts(path: Path, data: dict[str, Any], prompt_from: str) -> PromptS
     images: dict[int, dict[str, Any]] = {}
     prompts: dict[str, list[Prompt]] = {}
     image_ids: dict[str, int] = {}
+    names: dict[str, str] = {}
     for index, image in enumerate(data["images"]):
         where = f"{path}: images[{index}]"
         if not isinstance(image, dict):
@@ -181,6 +190,7 @@ def _coco_prompts(path: Path, data: dict[str, Any], prompt_from: str) -> PromptS
         images[image["id"]] = image
         prompts[key] = []
         image_ids[key] = image["id"]
+        names[key] = image["file_name"]
     for index, annotation in enumerate(data["annotations"]):
         if not isinstance(annotation, dict):
             raise InputError(f"{path}: annotations[{index}]: expected an object")
@@ -189,7 +199,7 @@ def _coco_prompts(path: Path, data: dict[str, Any], prompt_from: str) -> PromptS
             raise InputError(f"{path}: annotations[{index}], field 'image_id': no image with id {json.dumps(annotation.get('image_id'))}")
         where = f"{path}: image '{image['file_name']}', annotations[{index}]"
         prompts[normalise_key(image["file_name"])].append(_coco_prompt(where, annotation, image, prompt_from))
-    return PromptSet(path, prompts, image_ids)
+    return PromptSet(path, prompts, image_ids, names)
 
 
 def _coco_prompt(where: str, annotation: dict[str, Any], image: dict[str, Any], prompt_from: str) -> Prompt:

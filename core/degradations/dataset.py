@@ -6,28 +6,14 @@ from __future__ import annotations
 import hashlib
 import shutil
 from pathlib import Path
-from typing import List
 
 import imageio.v3 as iio
 import numpy as np
 
-from ..data.datasets import IMAGE_EXTENSIONS
-from ..data.datasets import list_images as images_in
-from ..data.datasets import read_masks as read_object_masks
+from ..data.io import atomic_path
 from ..errors import InputError
-from ..data.io import atomic_path, read_pixels
 
 JPEG_QUALITY = 95
-
-
-def list_images(folder: Path) -> List[Path]:
-    """The image files directly in `folder`, sorted by name (the layout pairs files by sorted name)."""
-    if not folder.is_dir():
-        raise InputError(f"{folder}: not a folder of images")
-    images = images_in(folder)
-    if not images:
-        raise InputError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)})")
-    return images
 
 
 def find_mask(masks: Path, image: Path) -> Path:
@@ -38,23 +24,6 @@ def find_mask(masks: Path, image: Path) -> Path:
             return candidate
     stem = image.stem
     raise InputError(f"{masks}: no mask for {image.name} (looked for {stem}.npy, {stem}.png, {stem}/)")
-
-
-def read_masks(source: Path, height: int, width: int) -> np.ndarray:
-    """Reads the masks of one image as (M, H, W) bool from a `.npy` array or a mask image
-    (`core.data.datasets.read_masks`) or a folder of binary mask images, one per object; InputError naming
-    the file when unreadable or of another size than the image."""
-    if source.is_dir():
-        files = images_in(source)
-        if not files:
-            raise InputError(f"{source}: no mask images in the folder")
-        planes = [read_pixels(p, "mask image") for p in files]
-        masks = np.stack([(p if p.ndim == 2 else p[..., :3].max(axis=2)) != 0 for p in planes])
-    else:
-        masks = read_object_masks(source)
-    if masks.shape[1:] != (height, width):
-        raise InputError(f"{source}: masks are {masks.shape[2]}x{masks.shape[1]}, the image is {width}x{height}")
-    return masks
 
 
 def file_seed(seed: int, kind: str, name: str) -> int:

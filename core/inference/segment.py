@@ -15,33 +15,26 @@ import os
 import time
 from collections import defaultdict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
-from segment_anything.utils.amg import (
-    MaskData,
-    batched_mask_to_box,
-    calculate_stability_score,
-    mask_to_rle_pytorch,
-    rle_to_mask,
-)
-from torchvision.ops.boxes import batched_nms
+from segment_anything import SamPredictor
+from segment_anything.utils.amg import batched_mask_to_box, calculate_stability_score
 
-from .amg import RobustAutomaticMaskGenerator
-from ..errors import InputError
-from ..data.io import read_image
-from .mask_writers import ImageJob, MaskRecord, MaskWriter, make_writers
-from ..model.robustsam import RobustSam
-from .predictor import RobustPredictor
+from ..data.datasets import is_image_file, list_images
+from ..data.io import read_image, read_image_size, require_output_dir
 from ..data.prompt_files import Prompt, PromptSet, load_prompts
-from .small_regions import remove_small_regions
+from ..errors import InputError
+from ..model.robustsam import RobustSam
+from .amg import RobustAutomaticMaskGenerator
+from .mask_writers import ImageJob, MaskRecord, MaskWriter, make_writers
+from .predictor import RobustPredictor
 
 # Masks for an (H, W, 3) uint8 image and its prompts (None: segment everything).
 Segmenter = Callable[[np.ndarray, Optional[Sequence[Prompt]]], list[MaskRecord]]
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 PREFETCH_IMAGES = 2
 
 
@@ -91,15 +84,13 @@ def find_images(inputs: Sequence[str | os.PathLike], recursive: bool = False, ex
         path = Path(text)
         if path.is_dir():
             folders.append(path)
-            candidates = path.rglob("*") if recursive else path.iterdir()
-            for candidate in candidates:
-                if candidate.is_file() and candidate.suffix.lower() in IMAGE_SUFFIXES and not candidate.name.startswith("."):
-                    add(candidate, path)
+            for candidate in list_images(path, recursive):
+                add(candidate, path)
         elif path.is_file():
             add(path, path)
         elif glob.has_magic(text):
             matches = [Path(match) for match in glob.glob(text, recursive=recursive)]
-            images = [match for match in matches if match.is_file() and match.suffix.lower() in IMAGE_SUFFIXES]
+            images = [match for match in matches if is_image_file(match)]
             if not images:
                 raise InputError(f"{text}: matches no image file")
             for match in images:
@@ -125,7 +116,7 @@ def plan_jobs(search: ImageSearch, prompts: Optional[PromptSet] = None) -> list[
         where = ", ".join(str(folder) for folder in search.folders)
         for key, image_prompts in prompts.prompts.items():
             if key not in found:
-                error = f"{prompts.source}: image '{key}' not found in {where}"
+                error = f"{prompts.source}: image '{prompts.name(key)}' not found in {where}"
                 image_id = prompts.image_ids.get(key, order[key])
                 jobs.append(ImageJob(search.folders[0] / key, key, tuple(image_prompts), image_id, error))
     return jobs
@@ -138,6 +129,27 @@ def _check_output_names(jobs: Sequence[ImageJob], writers: Sequence[MaskWriter])
             if path in owners:
                 raise InputError(f"{job.path}: its output {path} would overwrite that of {owners[path].path}")
             owners[path] = job
+
+
+def _check_prompts_inside(jobs: Sequence[ImageJob]) -> list[ImageJob]:
+    """`jobs`, each checked against its image's size from the file header before anything is
+    written: a job with a prompt outside its image becomes a failed job (an unreadable image is
+    left to the run, which reports it as failed)."""
+    checked = []
+    for job in jobs:
+        if job.prompts and job.error is None:
+            try:
+                height, width = read_image_size(job.path)
+            except InputError:
+                checked.append(job)
+                continue
+            try:
+                for prompt in job.prompts:
+                    prompt.check_inside(width, height)
+            except InputError as error:
+                job = replace(job, error=str(error))
+        checked.append(job)
+    return checked
 
 
 class PromptSegmenter:
@@ -214,39 +226,14 @@ def _input_point(prompt: Prompt) -> tuple[float, float]:
     return (x0 + x1) / 2, (y0 + y1) / 2
 
 
-class AutomaticMaskGenerator(RobustAutomaticMaskGenerator):
-    """RobustAutomaticMaskGenerator whose `min_mask_region_area` works without OpenCV."""
+class AutomaticSegmenter:
+    """Masks of everything in an image: `generator.generate(image)` as MaskRecords, in SAM's order."""
 
-    def __init__(self, model: RobustSam, robust: bool = True, precision: str = "fp32", **kwargs: Any) -> None:
-        # SAM's __init__ imports cv2 when min_mask_region_area > 0; set it after instead.
-        min_area = kwargs.pop("min_mask_region_area", 0)
-        super().__init__(model, robust=robust, precision=precision, **kwargs)
-        self.min_mask_region_area = min_area
-
-    @staticmethod
-    def postprocess_small_regions(mask_data: MaskData, min_area: int, nms_thresh: float) -> MaskData:
-        """SamAutomaticMaskGenerator.postprocess_small_regions on `core.inference.small_regions`: fills small holes,
-        drops small islands, then removes new duplicates by box NMS preferring unchanged masks."""
-        if len(mask_data["rles"]) == 0:
-            return mask_data
-        masks, unchanged = [], []
-        for rle in mask_data["rles"]:
-            mask, filled = remove_small_regions(rle_to_mask(rle), min_area, mode="holes")
-            mask, dropped = remove_small_regions(mask, min_area, mode="islands")
-            masks.append(torch.as_tensor(mask))
-            unchanged.append(float(not (filled or dropped)))
-        stacked = torch.stack(masks)
-        boxes = batched_mask_to_box(stacked)
-        keep = batched_nms(boxes.float(), torch.as_tensor(unchanged), torch.zeros(len(boxes)), iou_threshold=nms_thresh)
-        for index in keep.tolist():
-            if unchanged[index] == 0.0:
-                mask_data["rles"][index] = mask_to_rle_pytorch(stacked[index][None])[0]
-                mask_data["boxes"][index] = boxes[index]
-        mask_data.filter(keep)
-        return mask_data
+    def __init__(self, generator: RobustAutomaticMaskGenerator) -> None:
+        self.generator = generator
 
     def __call__(self, image: np.ndarray, prompts: None = None) -> list[MaskRecord]:
-        """`generate(image)` for an (H, W, 3) uint8 image as MaskRecords, in SAM's order."""
+        """(H, W, 3) uint8 image -> one record per generated mask."""
         return [
             MaskRecord(
                 record["segmentation"],
@@ -256,7 +243,7 @@ class AutomaticMaskGenerator(RobustAutomaticMaskGenerator):
                 tuple(record["point_coords"][0]),
                 tuple(int(v) for v in record["crop_box"]),
             )
-            for record in self.generate(image)
+            for record in self.generator.generate(image)
         ]
 
 
@@ -271,13 +258,15 @@ class ImageResult:
 
 @dataclass
 class SegmentSummary:
-    """Counts for a whole run; `failures` holds one line per failed image."""
+    """Counts for a whole run; `failures` holds one line per failed image, `empty` the path of each
+    image segmented without error that got no mask."""
 
     images: int = 0
     skipped: int = 0
     prompts: int = 0
     masks: int = 0
     failures: list[str] = field(default_factory=list)
+    empty: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -312,8 +301,9 @@ class SegmentRun:
     def _is_done(self, job: ImageJob) -> bool:
         return all(path.is_file() for writer in self.writers for path in writer.done_paths(job))
 
-    def run(self, on_image: Optional[Callable[[ImageResult], None]] = None) -> SegmentSummary:
-        """Segments the pending jobs; an image that fails (InputError) is reported and skipped."""
+    def run(self, on_image: Optional[Callable[[ImageResult], None]] = None, finish: bool = True) -> SegmentSummary:
+        """Segments the pending jobs; an image that fails (InputError) is reported and skipped.
+        `finish=False` leaves joining the outputs of all jobs (COCO results) to a later `finish()`."""
         start = time.perf_counter()
         summary = SegmentSummary(skipped=len(self.done))
         for job, image_future in _prefetch(self.pending):
@@ -329,19 +319,26 @@ class SegmentRun:
                 summary.images += 1
                 summary.prompts += len(job.prompts or ())
                 summary.masks += len(records)
+                if not records:
+                    summary.empty.append(str(job.path))
             except InputError as error:
                 result.error = str(error)
                 summary.failures.append(result.error)
             if on_image is not None:
                 on_image(result)
-        for writer in self.writers:
-            writer.finish(self.jobs)
+        if finish:
+            self.finish()
         summary.seconds = time.perf_counter() - start
         return summary
 
+    def finish(self) -> None:
+        """Joins the per-image outputs of every job (COCO results file)."""
+        for writer in self.writers:
+            writer.finish(self.jobs)
+
 
 def prepare_run(
-    model: RobustSam,
+    model: Optional[RobustSam],
     inputs: Sequence[str | os.PathLike],
     output_dir: str | os.PathLike,
     *,
@@ -357,25 +354,34 @@ def prepare_run(
     precision: str = "fp32",
     generator_options: Optional[dict[str, Any]] = None,
     overwrite: bool = False,
+    predictor: Optional[SamPredictor] = None,
 ) -> SegmentRun:
     """Finds the images, reads the prompts and plans a run writing `output_format` to `output_dir`.
 
     Without `prompts`, every image is segmented automatically with SAM's generator parameters
     `generator_options` (points_per_side, pred_iou_thresh, ..., min_mask_region_area).
-    Raises InputError for unusable inputs or prompt files.
+    Raises InputError for unusable inputs or prompt files. `predictor` runs instead of a
+    RobustPredictor of `model` (which may then be None): any SamPredictor-shaped predictor, such as
+    `core.deploy.OnnxPredictor`; `robust` and `precision` are then its own.
     """
+    require_output_dir(output_dir)
     prompt_set = load_prompts(prompts, prompt_from) if prompts is not None and not isinstance(prompts, PromptSet) else prompts
     jobs = plan_jobs(find_images(inputs, recursive, exclude=Path(output_dir)), prompt_set)
+    jobs = _check_prompts_inside(jobs)
     segmenter: Segmenter
     if prompt_set is None:
-        segmenter = AutomaticMaskGenerator(model, robust=robust, precision=precision, **(generator_options or {}))
+        # SAM's generator reads only `img_size` from its model: an outside predictor's `model` serves.
+        source = model if predictor is None else predictor.model
+        generator = RobustAutomaticMaskGenerator(source, robust=robust, precision=precision, predictor=predictor,
+                                                 **(generator_options or {}))
+        segmenter = AutomaticSegmenter(generator)
     else:
-        predictor = RobustPredictor(model, robust=robust, precision=precision)
+        predictor = predictor if predictor is not None else RobustPredictor(model, robust=robust, precision=precision)
         segmenter = PromptSegmenter(predictor, multimask, all_masks, prompt_batch)
     return SegmentRun(jobs, segmenter, make_writers(output_dir, output_format, overlay), overwrite)
 
 
-def segment(model: RobustSam, inputs: Sequence[str | os.PathLike], output_dir: str | os.PathLike, **options: Any) -> SegmentSummary:
+def segment(model: Optional[RobustSam], inputs: Sequence[str | os.PathLike], output_dir: str | os.PathLike, **options: Any) -> SegmentSummary:
     """`prepare_run(model, inputs, output_dir, **options).run()`."""
     return prepare_run(model, inputs, output_dir, **options).run()
 

@@ -8,7 +8,7 @@ import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import torch
 
@@ -20,6 +20,7 @@ from .robustsam import RobustSam
 _ROBUST_PREFIXES = tuple(f"mask_decoder.{name}." for name in ROBUST_MODULES)
 _WRAPPER_KEYS = ("model", "state_dict")
 _SHOWN_KEYS = 5
+SAFETENSORS_SUFFIX = ".safetensors"
 
 
 class RobustModulesUninitialized(UserWarning):
@@ -39,16 +40,49 @@ def expected_shapes(model_type: str) -> dict[str, tuple[int, ...]]:
     return {key: tuple(value.shape) for key, value in model.state_dict().items()}
 
 
+# Lines of torch's weights-only error that are advice, not the problem; one suggests
+# weights_only=False, the unsafe setting, which this tool never passes nor recommends.
+_ADVICE = ("weights only load failed", "weights_only", "please file an issue", "check the documentation", "torch.load")
+
+
+def _load_problem(error: Exception) -> str:
+    """What torch's error says is wrong with the file, in a few words, without its advice."""
+    if isinstance(error, pickle.UnpicklingError):
+        lines = [line.strip() for line in str(error).splitlines()]
+        facts = [line for line in lines if line and not any(word in line.lower() for word in _ADVICE)]
+        return f"refused to unpickle: {facts[0]}" if facts else "refused to unpickle it"
+    if isinstance(error, EOFError) or not str(error).strip():
+        return "empty or cut short" if isinstance(error, EOFError) else type(error).__name__
+    if isinstance(error, (IndexError, KeyError, TypeError, AttributeError)):
+        return "not a pickle or zip archive torch wrote"  # what the unpickler raises on other bytes, e.g. text
+    first = str(error).strip().splitlines()[0]
+    return first.split(". ")[0].rstrip(".")
+
+
+def load_torch_file(path: str | os.PathLike, what: str = "checkpoint file", kind: str = "PyTorch checkpoint") -> Any:
+    """The content of a `torch.save` file read with `weights_only=True` (plain containers and
+    tensors only: a pickle that would run code is refused). CheckpointError naming the file, "no
+    such `what`" when it is missing, "not a `kind`" for any file torch cannot read that way:
+    empty, cut short, text, random bytes or a malicious pickle."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such {what}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": noise next to the error
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch's unpickler raises many types for foreign bytes
+        raise CheckpointError(f"{path}: not a {kind} ({_load_problem(error)})") from None
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A checkpoint file's tensors by key, unwrapped from {'model': ...} and without a 'module.' prefix."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({first_line})") from None
+    if path.suffix.lower() == SAFETENSORS_SUFFIX:
+        return _read_safetensors(path)
+    state = load_torch_file(path)
     for wrapper in _WRAPPER_KEYS:
         if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
             state = state[wrapper]
@@ -57,6 +91,23 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):
         raise CheckpointError(f"{path}: not a state dict of named tensors")
+    if all(key.startswith("module.") for key in state):
+        state = {key[len("module.") :]: value for key, value in state.items()}
+    return dict(state)
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """A .safetensors file's tensors by key (safetensors stores named tensors only: no unpickling)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(path, device="cpu")
+    except (SafetensorError, OSError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path}: not a safetensors checkpoint ({first_line})") from None
+    if not state:
+        raise CheckpointError(f"{path}: holds no tensors")
     if all(key.startswith("module.") for key in state):
         state = {key[len("module.") :]: value for key, value in state.items()}
     return dict(state)

@@ -1,0 +1,43 @@
+"""One torchrun worker: `python -m core.parallel.worker JOB.json` (started by `core.parallel.launch_function`).
+
+Runs the job's function on this rank's shard; a failure leaves `error-RANK.txt` with its one line.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from .launch import write_progress
+from .shard import shard_from_env
+from ..data.io import atomic_path
+
+
+def main() -> None:
+    job = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
+    state_dir = Path(job["state_dir"])
+    shard = shard_from_env()
+    assert shard is not None, "run under torchrun"
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    module, name = job["function"].split(":")
+    try:
+        function = getattr(importlib.import_module(module), name)
+        result = function(shard=shard, progress=lambda done, total: write_progress(state_dir, shard.index, done, total), **job["kwargs"])
+    except Exception as error:  # the parent turns this line into the command's error
+        with atomic_path(state_dir / f"error-{shard.index}.txt") as tmp:
+            tmp.write_text(f"rank {shard.index}: {error}\n", encoding="utf-8")
+        sys.exit(1)
+    with atomic_path(state_dir / f"result-{shard.index}.json") as tmp:
+        tmp.write_text(json.dumps(result), encoding="utf-8")
+    # No worker leaves the rendezvous while another still works (NCCL/gloo tear-down would fail it).
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""`--gpus/--nnodes/--node-rank/--master-addr/--master-port` and `--shard K/N`, and one progress bar
+for all workers of a launched job."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
+
+from core.errors import InputError
+from core.parallel import Nodes, Shard, parse_shard
+
+PARALLEL_OPTIONS = ("gpus", "nnodes", "node_rank", "master_addr", "master_port", "shard")
+
+
+class ImagesPerSecond(ProgressColumn):
+    """Images per second over all workers."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:.2f} images/s" if task.speed else "- images/s", style="progress.data.speed")
+
+
+@dataclass(frozen=True)
+class Parallel:
+    """How this command splits its work: launched torchrun workers (`nodes`), one `shard`, or neither."""
+
+    nodes: Nodes
+    shard: Optional[Shard]
+
+    @property
+    def launched(self) -> bool:
+        return self.nodes.world_size > 1
+
+
+def parallel_options(function: Any) -> Any:
+    """Adds the options; the command pops them from its keyword arguments with `pop_parallel`."""
+    options = [
+        click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes on this node (torchrun; one GPU each on CUDA, gloo on the CPU)."),
+        click.option("--nnodes", type=click.IntRange(min=1), default=1, show_default=True, help="Nodes in the job (torchrun)."),
+        click.option("--node-rank", type=click.IntRange(min=0), default=0, show_default=True, help="This node's rank (torchrun)."),
+        click.option("--master-addr", default="127.0.0.1", show_default=True, help="Rendezvous address (torchrun)."),
+        click.option("--master-port", type=int, default=29500, show_default=True, help="Rendezvous port (torchrun)."),
+        click.option("--shard", help="K/N: do shard K of N only (a SLURM array task); the last shard to finish merges."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def pop_parallel(params: dict[str, Any]) -> Parallel:
+    """The Parallel of the popped options; InputError for --shard together with --gpus/--nnodes."""
+    gpus, nnodes, node_rank, master_addr, master_port, shard = (params.pop(name) for name in PARALLEL_OPTIONS)
+    nodes = Nodes(gpus, nnodes, node_rank, master_addr, master_port)
+    if shard is not None and nodes.world_size > 1:
+        raise InputError("--shard starts no workers; leave out --gpus/--nnodes (or leave out --shard)")
+    return Parallel(nodes, parse_shard(shard) if shard is not None else None)
+
+
+def job_progress(name: str, stderr_console: Any) -> tuple[Progress, Callable[[int, int], None]]:
+    """A progress bar for the whole job and the callback (done, total over all workers) that moves it."""
+    columns = (TextColumn(name), BarColumn(), MofNCompleteColumn(), ImagesPerSecond(), TimeRemainingColumn(), TimeElapsedColumn())
+    progress = Progress(*columns, console=stderr_console, transient=True)
+    task = progress.add_task(name, total=None)
+
+    def update(done: int, total: int) -> None:
+        progress.update(task, completed=done, total=total or None)
+
+    return progress, update

@@ -1,0 +1,250 @@
+"""GleSAM's two-stage training on a frozen SAM (released code: `train_glesam_denoising_unet.py`,
+`train_glesam_decoder.py`).
+
+stage "unet": the enhancer's trainable weights (LoRA on a pretrained SD U-Net; every U-Net weight for a
+small U-Net from scratch, which has no pretrained base to keep) learn to map the LQSeg-degraded image's
+embedding to the clear image's: MSE between x0 and feature_weight * HQ embedding (the released
+`loss_spatial`, weight 1), AdamW (weight decay 0.01), constant learning rate after a linear warmup,
+gradient norm clipped at 10. The released stage also adds a DMD distribution-matching loss with a second
+("fake score") U-Net; that term is not implemented here.
+stage "decoder": the enhancer frozen, SAM's mask decoder fine-tuned on enhanced embeddings of degraded
+images with Focal + Dice (weights 1, 1), Adam (weight decay 1e-5), StepLR(10 epochs).
+
+Runs are seeded like RobustSAM's: every batch is a pure function of (seed, epoch, index); checkpoints
+`step_N.pth` carry the optimizer, scheduler and step for `--resume`; `log.jsonl` has one line per
+`log_every` steps; `final.pth` is a GleSAM checkpoint for `robustsam segment/eval`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers.optimization import get_scheduler
+
+from core.data.io import atomic_path
+from core.degradations.lqseg import LQSEG_RATES, lqseg
+from core.device import resolve_device
+from core.errors import InputError
+from core.glesam import GleSam, build_enhancer, checkpoint_dict, load_glesam
+from core.model import RobustModulesUninitialized, build_robustsam, is_robust_key
+
+from .data import make_batch, open_dataset
+from .losses import segmentation_losses
+from .step import model_input, prompt_embeddings
+
+GLESAM_STAGES = ("unet", "decoder")
+
+
+@dataclass
+class GleSamTrainConfig:
+    """One GleSAM run. `level` None draws LQ-1..3 per batch; `unet` is a Stable Diffusion U-Net on disk
+    (None: a small random U-Net of `width`)."""
+
+    data: str
+    output: str
+    stage: str = "unet"
+    sam_checkpoint: Optional[str] = None
+    checkpoint: Optional[str] = None
+    unet: Optional[str] = None
+    width: int = 32
+    lora_rank: int = 64
+    lora_alpha: float = 8.0
+    feature_weight: float = 5.0
+    timestep: int = 999
+    image_size: int = 128
+    level: Optional[int] = None
+    prompt: str = "points"
+    num_points: int = 1
+    lr: float = 1e-5
+    warmup: int = 500
+    epochs: int = 6
+    max_steps: Optional[int] = None
+    batch_size: int = 2
+    seed: int = 0
+    save_every: int = 1000
+    log_every: int = 10
+    device: str = "auto"
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "GleSamTrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
+
+
+def check_glesam_config(config: GleSamTrainConfig) -> None:
+    """One InputError for the first bad setting."""
+    if config.stage not in GLESAM_STAGES:
+        raise InputError(f"--stage: GleSAM trains in stages {', '.join(GLESAM_STAGES)}, not {config.stage!r}")
+    if config.stage == "decoder" and config.checkpoint is None:
+        raise InputError("--checkpoint: stage decoder needs the GleSAM checkpoint of stage unet")
+    if config.level is not None and config.level not in LQSEG_RATES:
+        raise InputError(f"--level: LQSeg levels are 1..3, got {config.level}")
+    if config.prompt not in ("points", "box"):
+        raise InputError(f"--prompt: GleSAM trains with points or box prompts, not {config.prompt!r}")
+    for name in ("batch_size", "epochs", "lora_rank", "num_points"):
+        if getattr(config, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')}: must be at least 1")
+
+
+def build_glesam(config: GleSamTrainConfig) -> GleSam:
+    """Stage unet: SAM from `sam_checkpoint` plus a new enhancer; stage decoder: the stage-unet checkpoint."""
+    torch.manual_seed(config.seed)
+    if config.stage == "decoder":
+        return load_glesam(config.checkpoint, unet=config.unet)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RobustModulesUninitialized)
+        sam = build_robustsam(None, config.sam_checkpoint)
+    enhancer = build_enhancer(sam, unet=config.unet, width=config.width, lora_rank=config.lora_rank,
+                              lora_alpha=config.lora_alpha, feature_weight=config.feature_weight, timestep=config.timestep)
+    if config.unet is None:
+        enhancer.unet.requires_grad_(True)  # nothing pretrained to preserve: the whole small U-Net learns
+    return GleSam(sam, enhancer)
+
+
+def glesam_trainable(model: GleSam, stage: str) -> list[tuple[str, torch.nn.Parameter]]:
+    """(name, parameter) pairs the stage updates; every other parameter is frozen."""
+    model.requires_grad_(False)
+    if stage == "unet":
+        chosen = [(f"enhancer.{n}", p) for n, p in model.enhancer.named_parameters() if _unet_learns(n, model)]
+    else:
+        chosen = [(f"sam.{n}", p) for n, p in model.sam.named_parameters()
+                  if n.startswith("mask_decoder.") and not is_robust_key(n)]
+    for _, parameter in chosen:
+        parameter.requires_grad_(True)
+    return chosen
+
+
+def _unet_learns(name: str, model: GleSam) -> bool:
+    return ".lora_" in name or getattr(model.enhancer, "train_base", False)
+
+
+class GleSamTrainer:
+    """Runs one stage; `run()` returns the final checkpoint's path."""
+
+    def __init__(self, config: GleSamTrainConfig, resume: Optional[str] = None) -> None:
+        check_glesam_config(config)
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.output = Path(config.output)
+        self.samples = open_dataset(config.data, split="train", image_dir=None, size=config.image_size)
+        self.model = build_glesam(config)
+        self.model.enhancer.train_base = config.stage == "unet" and config.unet is None
+        self.params = glesam_trainable(self.model, config.stage)
+        self.model.to(self.device)
+        values = [p for _, p in self.params]
+        if config.stage == "unet":
+            self.optimizer = torch.optim.AdamW(values, lr=config.lr, weight_decay=0.01)
+            self.scheduler = get_scheduler("constant_with_warmup", self.optimizer, num_warmup_steps=config.warmup)
+        else:
+            self.optimizer = torch.optim.Adam(values, lr=config.lr, weight_decay=1e-5)
+            self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, 10)
+        self.steps_per_epoch = math.ceil(len(self.samples) / config.batch_size)
+        self.step = 0
+        if resume is not None:
+            self.load(resume)
+
+    def load(self, path: str) -> None:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if "train" not in state:
+            raise InputError(f"{path}: not a step checkpoint of a GleSAM run (no training state)")
+        self.model.sam.load_state_dict(state["sam"])
+        self.model.enhancer.unet.load_state_dict(state["unet"], strict=False)
+        self.optimizer.load_state_dict(state["train"]["optimizer"])
+        self.scheduler.load_state_dict(state["train"]["scheduler"])
+        self.step = int(state["train"]["step"])
+
+    def save(self, name: str, with_state: bool) -> Path:
+        state = checkpoint_dict(self.model, unet_source=self.config.unet)
+        if with_state:
+            state["train"] = {"step": self.step, "optimizer": self.optimizer.state_dict(),
+                              "scheduler": self.scheduler.state_dict(), "config": asdict(self.config)}
+        path = self.output / name
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+        return path
+
+    def batch(self, step: int):
+        """The batch of optimizer step `step`: clear images, their LQSeg versions, masks and prompts."""
+        config = self.config
+        epoch, position = divmod(step, self.steps_per_epoch)
+        order = np.random.default_rng([config.seed, epoch]).permutation(len(self.samples))
+        indices = [int(i) for i in order[position * config.batch_size : (position + 1) * config.batch_size]]
+        batch = make_batch([self.samples[i] for i in indices], indices, epoch=epoch, seed=config.seed,
+                           size=config.image_size, prompt=config.prompt, num_points=config.num_points,
+                           degrade_online=False, level=3, device=self.device)
+        rng = np.random.default_rng([config.seed, step, 16])
+        level = config.level or int(rng.integers(1, 4))
+        generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        return batch, lqseg(batch.clear, level, generator).clamp(0, 1)
+
+    def train_step(self) -> dict[str, float]:
+        batch, degraded = self.batch(self.step)
+        sam, enhancer = self.model.sam, self.model.enhancer
+        with torch.no_grad():
+            low = self.model.encode(model_input(sam, degraded))
+        if self.config.stage == "unet":
+            with torch.no_grad():
+                high = self.model.encode(model_input(sam, batch.clear))
+            loss = F.mse_loss(enhancer.scaled_x0(low), high * enhancer.feature_weight)
+            logs = {"mse": float(loss.detach())}
+        else:
+            with torch.no_grad():
+                enhanced = enhancer(low)
+            scale = sam.image_encoder.img_size / self.config.image_size
+            logits = []
+            for i in range(len(enhanced)):
+                sparse, dense = prompt_embeddings(
+                    sam, None if batch.points is None else batch.points[i : i + 1],
+                    None if batch.boxes is None else batch.boxes[i : i + 1], scale)
+                low_res, _ = sam.mask_decoder(enhanced[i : i + 1], sam.prompt_encoder.get_dense_pe(), sparse, dense,
+                                              multimask_output=False, robust=False)
+                logits.append(low_res[:, 0])
+            focal, dice = segmentation_losses(torch.cat(logits), batch.masks)
+            loss = focal.mean() + dice.mean()
+            logs = {"focal": float(focal.mean()), "dice": float(dice.mean())}
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.stage == "unet":
+            torch.nn.utils.clip_grad_norm_([p for _, p in self.params], 10.0)
+        self.optimizer.step()
+        self.step += 1
+        if self.config.stage == "unet":
+            self.scheduler.step()
+        elif self.step % self.steps_per_epoch == 0:
+            self.scheduler.step()
+        return {"loss": float(loss.detach()), **logs}
+
+    def run(self) -> Path:
+        config = self.config
+        total = config.epochs * self.steps_per_epoch
+        if config.max_steps is not None:
+            total = min(total, config.max_steps)
+        self.output.mkdir(parents=True, exist_ok=True)
+        (self.output / "config.json").write_text(json.dumps(asdict(config), indent=1))
+        self.model.eval()  # SAM and the U-Net have no batch statistics; dropout stays off as published (0)
+        started = time.perf_counter()
+        with open(self.output / "log.jsonl", "a") as log:
+            while self.step < total:
+                logs = self.train_step()
+                if self.step % config.log_every == 0 or self.step == total:
+                    record = {"step": self.step, "stage": config.stage, "seconds": round(time.perf_counter() - started, 3), **logs}
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+                if config.save_every and self.step % config.save_every == 0 and self.step < total:
+                    self.save(f"step_{self.step}.pth", with_state=True)
+        self.save(f"step_{self.step}.pth", with_state=True)
+        return self.save("final.pth", with_state=False)
+
+
+def train_glesam(config: GleSamTrainConfig, resume: Optional[str] = None) -> Path:
+    """Trains one GleSAM stage on this process; returns the path of `final.pth`."""
+    return GleSamTrainer(config, resume).run()
