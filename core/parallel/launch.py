@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import torch
+
 from ..data.io import atomic_path
 from ..errors import InputError
 
@@ -49,6 +51,9 @@ def torchrun_command(nodes: Nodes, module: str, args: list[str]) -> tuple[list[s
     # Workers import this same source tree, whichever copy of the package is installed.
     root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    # torchrun sets OMP_NUM_THREADS=1 when unset; CPU kernels then reduce in another order than this
+    # process would, and outputs differ in the last bits from a one-process run. Same threads, same bits.
+    env.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
     return command, env
 
 
