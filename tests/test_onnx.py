@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from core import RobustPredictor, build_robustsam
 from core.deploy import OnnxPredictor, export_onnx
-from core.model.default_model import DEFAULT_CHECKPOINT
+from core.model.default_model import DEFAULT_CHECKPOINT, read_amg_defaults
 from core.model.synthetic_weights import synthetic_state_dict
 from robustsam_cli.main import cli
 
@@ -86,7 +86,7 @@ def test_manifest_describes_the_export(robust_dir: Path) -> None:
     assert [item["name"] for item in manifest["decoder"]["outputs"]] == ["masks", "iou_predictions", "low_res_masks"]
     assert [item["name"] for item in manifest["encoder"]["outputs"]] == ["image_embeddings", "early_features", "robust_features"]
     assert manifest["quantized_decoder"]["file"] == "decoder_int8.onnx" and (robust_dir / "decoder_int8.onnx").is_file()
-    assert manifest["amg_defaults"] == {}  # the built-in checkpoint carries none at present
+    assert manifest["amg_defaults"] == read_amg_defaults(DEFAULT_CHECKPOINT) != {}  # the built-in model's own settings travel
 
 
 @pytest.mark.parametrize("robust", [True, False], ids=["robust", "sam"])
