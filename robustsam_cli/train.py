@@ -15,6 +15,7 @@ from core.errors import InputError
 from train.config import DEGRADE_MODES, LOSSES, OPTIMIZERS, PRECISIONS, PROMPTS, STAGES, TrainConfig
 
 from .defaults import announce_builtin, builtin_checkpoint, no_leftover_folder
+from .train_progress import step_reporter
 
 _PATH = click.Path(dir_okay=False, path_type=str)
 
@@ -123,7 +124,7 @@ def train_command(resume: Optional[str], gpus: int, nnodes: int, node_rank: int,
         builtin = ["checkpoint"]  # nothing to start from: the built-in model
     for key in builtin:
         settings[key] = str(builtin_checkpoint())
-    config = TrainConfig(progress=not no_progress, **settings)
+    config = TrainConfig(**settings)
     if gpus < 1 or nnodes < 1:
         raise InputError("--gpus and --nnodes must be at least 1")
     if resume is not None and not Path(resume).is_file():
@@ -135,15 +136,16 @@ def train_command(resume: Optional[str], gpus: int, nnodes: int, node_rank: int,
             open_dataset(config.data, split=config.split, image_dir=config.image_dir, size=config.image_size)
         announce_builtin()
     if gpus == 1 and nnodes == 1:
-        with no_leftover_folder(config.output):
-            final = train(config, resume)
+        with no_leftover_folder(config.output), step_reporter(enabled=not no_progress) as report:
+            final = train(config, resume, report)
         click.echo(f"wrote {final}")
         if write_safetensors:
             _write_safetensors(Path(final))
         return
     with no_leftover_folder(config.output):
         status = launch(config, processes=gpus, resume=resume, nnodes=nnodes, node_rank=node_rank,
-                        master_addr=master_addr, master_port=master_port)
+                        master_addr=master_addr, master_port=master_port,
+                        worker="train.worker" if no_progress else "robustsam_cli.train_worker")
     if status != 0:
         raise click.ClickException(f"torchrun workers failed (exit status {status})")
     click.echo(f"wrote {Path(config.output) / 'final.pth'}")

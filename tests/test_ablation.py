@@ -76,7 +76,7 @@ def test_ablated_parameters_and_unknown_names(micro_model) -> None:
 def test_training_an_ablation_leaves_the_unused_modules_untouched(tmp_path, micro_checkpoint) -> None:
     config = TrainConfig(data="synthetic:2", output=str(tmp_path), checkpoint=str(micro_checkpoint), batch_size=2,
                          max_steps=2, epochs=1, save_every=0, image_size=64, prompt="box", val_every=0,
-                         progress=False, device="cpu", lr=1e-3, ablate=("fourier", "rot"))
+                         device="cpu", lr=1e-3, ablate=("fourier", "rot"))
     trainer = Trainer(config)
     before = {name: value.clone() for name, value in trainer.model.state_dict().items()}
     final = trainer.run()

@@ -16,7 +16,7 @@ from robustsam_cli.main import cli
 from train.config import TrainConfig
 from train.trainer import Trainer
 
-SMALL = dict(image_size=64, prompt="box", val_every=0, log_every=1, progress=False, device="cpu", lr=1e-3)
+SMALL = dict(image_size=64, prompt="box", val_every=0, log_every=1, device="cpu", lr=1e-3)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -39,7 +39,8 @@ def test_short_run_lowers_loss_and_leaves_frozen_weights_bit_identical(tmp_path,
                          max_steps=12, epochs=100, save_every=0, **SMALL)
     trainer = Trainer(config)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    trainer.run()
+    reports = []
+    trainer.run(reports.append)
     after = trainer.model.state_dict()
     frozen = [k for k in before if not is_robust_key(k)]
     assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
@@ -49,6 +50,9 @@ def test_short_run_lowers_loss_and_leaves_frozen_weights_bit_identical(tmp_path,
     assert len(losses) == 12
     assert sum(losses[-3:]) / 3 < 0.8 * sum(losses[:3]) / 3
     assert {"mfc", "tc", "focal", "dice", "grad_norm"} <= set(records(tmp_path)[0])
+    # The caller hears of every step, with the same losses the log keeps.
+    assert [(r.step, r.total, r.logged) for r in reports] == [(step, 12, True) for step in range(1, 13)]
+    assert [r.losses["total"] for r in reports] == losses
 
 
 def test_checkpoint_holds_robust_modules_and_loads_on_sam(tmp_path, sam_file):

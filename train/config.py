@@ -67,7 +67,6 @@ class TrainConfig:
     val_count: int = 32
     log_every: int = 10
     device: str = "auto"
-    progress: bool = True
 
     def resolved_weights(self) -> dict[str, float]:
         """The loss weights with the defaults of the chosen loss filled in."""

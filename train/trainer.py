@@ -8,13 +8,12 @@ import os
 import time
 import warnings
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 import torch.distributed as dist
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
@@ -39,6 +38,21 @@ from .data import (
 )
 from .step import TrainStep
 from .validate import validation_iou
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What `Trainer.run` tells its caller after each optimizer step (on rank 0 only).
+
+    `logged`: this step went to log.jsonl (every `log_every` steps and the last); `validation`:
+    validation IoU per path when this step validated."""
+
+    step: int
+    total: int
+    losses: dict[str, float]
+    images_per_s: float
+    logged: bool
+    validation: dict[str, float] = field(default_factory=dict)
 
 
 class Distributed:
@@ -320,46 +334,36 @@ class Trainer:
         finally:
             set_modes(self.model, self.config)
 
-    def run(self) -> Optional[Path]:
-        """Trains to the last step; returns the final checkpoint's path on rank 0 (None elsewhere)."""
+    def run(self, on_step: Optional[Callable[[StepReport], None]] = None) -> Optional[Path]:
+        """Trains to the last step, calling `on_step` on rank 0 after each step; returns the final
+        checkpoint's path on rank 0 (None elsewhere)."""
         config = self.config
         main = self.dist.is_main
         log = (self.output / "log.jsonl").open("a") if main else None
-        console = Console(soft_wrap=True)  # a log file gets whole lines, never wrapped or cut
-        # Not a terminal (CI, nohup): plain progress lines every log_every steps instead of a bar.
-        plain = main and config.progress and not console.is_terminal
-        progress = Progress(
-            TextColumn("[bold]train[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(), TimeRemainingColumn(), disable=plain or not (main and config.progress), console=console,
-        )
         images_per_step = config.batch_size * config.accumulate * self.dist.world
         final = None
         try:
-            with progress:
-                task = progress.add_task("train", total=self.total_steps, completed=self.step, info="")
-                while self.step < self.total_steps:
-                    started = time.perf_counter()
-                    losses = self.train_step()
-                    throughput = images_per_step / max(time.perf_counter() - started, 1e-9)
-                    if main:
-                        shown = " ".join(f"{k} {v:.4f}" for k, v in losses.items() if k != "grad_norm")
-                        progress.update(task, completed=self.step, info=f"{shown} | {throughput:.1f} img/s")
-                        if self.step % config.log_every == 0 or self.step == self.total_steps:
-                            if plain:
-                                console.print(f"train step {self.step}/{self.total_steps} {shown} | {throughput:.1f} img/s",
-                                              markup=False, highlight=False)
-                            record = {"step": self.step, "epoch": (self.step - 1) // self.steps_per_epoch,
-                                      "lr": self.optimizer.param_groups[0]["lr"], "images_per_s": throughput, **losses}
-                            log.write(json.dumps(record) + "\n")
-                            log.flush()
-                        if self.val_batches and (self.step % config.val_every == 0 or self.step == self.total_steps):
-                            scores = self.validate()
-                            log.write(json.dumps({"step": self.step, "val_iou": scores}) + "\n")
-                            log.flush()
-                            shown = ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
-                            progress.console.print(f"step {self.step} validation IoU: {shown}")
-                        if config.save_every > 0 and self.step % config.save_every == 0:
-                            self.save(f"checkpoint-{self.step:07d}.pth")
+            while self.step < self.total_steps:
+                started = time.perf_counter()
+                losses = self.train_step()
+                throughput = images_per_step / max(time.perf_counter() - started, 1e-9)
+                if not main:
+                    continue
+                logged = self.step % config.log_every == 0 or self.step == self.total_steps
+                if logged:
+                    record = {"step": self.step, "epoch": (self.step - 1) // self.steps_per_epoch,
+                              "lr": self.optimizer.param_groups[0]["lr"], "images_per_s": throughput, **losses}
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+                scores: dict[str, float] = {}
+                if self.val_batches and (self.step % config.val_every == 0 or self.step == self.total_steps):
+                    scores = self.validate()
+                    log.write(json.dumps({"step": self.step, "val_iou": scores}) + "\n")
+                    log.flush()
+                if config.save_every > 0 and self.step % config.save_every == 0:
+                    self.save(f"checkpoint-{self.step:07d}.pth")
+                if on_step is not None:
+                    on_step(StepReport(self.step, self.total_steps, losses, throughput, logged, scores))
             identical = self.ranks_identical()
             if main:
                 if identical is not None:
@@ -395,7 +399,8 @@ def check_config(config: TrainConfig) -> None:
             raise InputError(f"{path}: no such checkpoint")
 
 
-def train(config: TrainConfig, resume: Optional[str] = None) -> Optional[Path]:
-    """Runs one training process (all of the job, or one rank of it under torchrun)."""
-    return Trainer(config, resume).run()
+def train(config: TrainConfig, resume: Optional[str] = None,
+          on_step: Optional[Callable[[StepReport], None]] = None) -> Optional[Path]:
+    """Runs one training process (all of the job, or one rank of it under torchrun); `on_step` as in `Trainer.run`."""
+    return Trainer(config, resume).run(on_step)
 
