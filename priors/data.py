@@ -15,10 +15,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from core.errors import InputError
+from core.data.datasets import is_image_file, list_images
 from core.data.io import read_image, read_pixels
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+from core.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -66,11 +65,6 @@ def read_gray_map(path: str | os.PathLike) -> np.ndarray:
     if gray.ndim != 2 or gray.dtype != np.uint8:
         raise InputError(f"{path}: a prior map must be a one-channel uint8 PNG, got {gray.dtype} {gray.shape}")
     return gray
-
-
-def list_images(directory: Path) -> list[Path]:
-    """Image files directly in `directory`, sorted by name."""
-    return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _clean_match(degraded: Path, clean_by_stem: dict[str, Path]) -> Optional[Path]:
@@ -123,7 +117,7 @@ def collect_images(sources: Sequence[str | os.PathLike], pattern: str = "**/*") 
     found: dict[str, Path] = {}
     for source in map(Path, sources):
         if source.is_dir():
-            matches = sorted(p for p in source.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            matches = sorted(p for p in source.glob(pattern) if is_image_file(p))
             if not matches:
                 raise InputError(f"{source}: no images matching {pattern!r}")
             entries = [(p.relative_to(source).as_posix(), p) for p in matches]
