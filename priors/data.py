@@ -113,13 +113,12 @@ def prior_files(out_dir: str | os.PathLike, name: str) -> dict[str, Path]:
 
 def collect_images(sources: Sequence[str | os.PathLike], pattern: str = "**/*") -> list[tuple[str, Path]]:
     """(name, path) of every image named on the command line: files as given (name: the file name),
-    directories searched with `pattern` (name: the path relative to that directory, '/'-separated)."""
+    directories searched with `pattern` (name: the path relative to that directory, '/'-separated).
+    Empty when the folders hold no image: the caller decides whether that is an error."""
     found: dict[str, Path] = {}
     for source in map(Path, sources):
         if source.is_dir():
             matches = sorted(p for p in source.glob(pattern) if is_image_file(p))
-            if not matches:
-                raise InputError(f"{source}: no images matching {pattern!r}")
             entries = [(p.relative_to(source).as_posix(), p) for p in matches]
         elif source.is_file():
             entries = [(source.name, source)]

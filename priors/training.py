@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from core.errors import InputError
+from core.errors import InputError, OnFailure, per_image
 
 from .data import PairedImage
 from .metrics import psnr, ssim
@@ -122,22 +122,27 @@ def evaluate_restorer(
     restorer: Restorer,
     pairs: Sequence[PairedImage],
     on_image: Optional[Callable[[dict], None]] = None,
+    on_failure: OnFailure = None,
 ) -> list[dict]:
-    """Per image: name, psnr, ssim of the restored image and input_psnr, input_ssim of the degraded one."""
+    """Per image: name, psnr, ssim of the restored image and input_psnr, input_ssim of the degraded one.
+    An unreadable image goes to `on_failure` and is left out (without it, InputError is raised);
+    `on_image(row)` follows each image, `row` None for one that failed."""
     rows = []
     for pair in pairs:
-        degraded, clean, gray = pair.load()
-        if clean is None:
-            raise InputError(f"{pair.name}: evaluation needs a clean image")
-        restored = restore_image(restorer, degraded, gray)
-        row = {
-            "name": pair.name,
-            "psnr": psnr(restored, clean),
-            "ssim": ssim(restored, clean),
-            "input_psnr": psnr(degraded, clean),
-            "input_ssim": ssim(degraded, clean),
-        }
-        rows.append(row)
+        row = None
+        with per_image(on_failure):
+            degraded, clean, gray = pair.load()
+            if clean is None:
+                raise InputError(f"{pair.name}: evaluation needs a clean image")
+            restored = restore_image(restorer, degraded, gray)
+            row = {
+                "name": pair.name,
+                "psnr": psnr(restored, clean),
+                "ssim": ssim(restored, clean),
+                "input_psnr": psnr(degraded, clean),
+                "input_ssim": ssim(degraded, clean),
+            }
+            rows.append(row)
         if on_image is not None:
             on_image(row)
     return rows

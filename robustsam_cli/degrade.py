@@ -14,11 +14,11 @@ from core.degradations import DEFAULT_LEVEL, DEGRADATIONS, PUBLISHED
 from core.degradations.preview import MIXED, contact_sheet
 from core.degradations.run import DegradeSummary, plan_degrade
 from core.data.datasets import IMAGE_EXTENSIONS
-from core.data.io import read_image, require_output_dir, write_image
+from core.data.io import read_image, require_output_file, write_image
 from core.device import resolve_device
 from core.errors import InputError
 
-from .outcome import allow_empty_option, report_empty, report_failures
+from .outcome import allow_empty_option, print_error, report_empty, report_failures
 
 
 def parse_types(spec: str) -> List[str]:
@@ -112,7 +112,7 @@ def degrade(
     except (RuntimeError, ValueError) as error:
         raise InputError(f"--device: {error}".splitlines()[0]) from None
     if preview is not None:
-        require_output_dir(output.parent)
+        require_output_file(output)
         sheet_kinds = kinds if types_spec.strip() != "all" else list(PUBLISHED) + [MIXED]
         sheet = contact_sheet(
             read_image(preview), sheet_kinds, name=preview.name, level=level, seed=seed, device=torch_device
@@ -125,7 +125,7 @@ def degrade(
     run = plan_degrade(src, output, kinds, masks_dir=masks_dir, level=level, seed=seed, device=torch_device,
                        batch_size=batch_size, overwrite=overwrite)
     for failure in run.failures:
-        console.print(f"Error: {failure}", markup=False, highlight=False, soft_wrap=True)
+        print_error(console, failure)
     if not run.jobs and not run.failures:
         report_empty(f"{src}: no images ({', '.join(IMAGE_EXTENSIONS)})", allow_empty)
         return
@@ -136,7 +136,7 @@ def degrade(
 
         def advance(images: int, failures: Sequence[str]) -> None:
             for failure in failures:
-                progress.console.print(f"Error: {failure}", markup=False, highlight=False, soft_wrap=True)
+                print_error(progress.console, failure)
             progress.advance(task, images)
 
         summary = run.run(advance)

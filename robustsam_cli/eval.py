@@ -12,10 +12,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table as RichTable
 
 from core.data.datasets import SPLITS, split_datasets
+from core.data.io import require_output_dir
 from core.errors import InputError
 from core.evaluation.prompt_sampling import NUM_POINTS, PROMPT_TYPES, PromptBook
 from train.eval_report import last_condition, markdown, results_document, row_cells, write_charts, write_json, write_text
 from train.evaluate import METRIC_LABELS, EvalSettings, ModelSpec, Table, build_tables, count_images, evaluate, table_metrics
+
+from .outcome import FailedImages, allow_empty_option, report_empty, report_failures
 
 
 
@@ -50,6 +53,7 @@ def rich_table(table: Table, models: list[str], metric: str) -> RichTable:
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Prompts decoded at once (full-size masks for each).")
 @click.option("--fresh", is_flag=True, help="Ignore cached results and evaluate everything again.")
+@allow_empty_option
 def eval_command(
     split: str,
     data: Path,
@@ -64,6 +68,7 @@ def eval_command(
     precision: str,
     batch_size: int,
     fresh: bool,
+    allow_empty: bool,
 ) -> None:
     """Evaluate models on degraded and clear images: IoU, Dice, pixel accuracy, boundary IoU
     (and COCO mask AP with --prompt box), one row per degradation, then Degrade / Clear / Average.
@@ -74,6 +79,7 @@ def eval_command(
         --model robustsam=robustsam_checkpoint_b.pth --model sam=sam_vit_b_01ec64.pth
     """
     console = Console(soft_wrap=True)  # long paths in notes stay on one line
+    require_output_dir(out)
     specs = [ModelSpec.parse(text) for text in models]
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names):
@@ -93,7 +99,12 @@ def eval_command(
         console.print(f"[yellow]{escape(entry['dataset'])}: skipped ({escape(entry['reason'])})[/yellow]")
 
     settings = EvalSettings(prompt_type, limit, device, precision, batch_size, fresh)
-    total = sum(count_images(d.reader(c), limit) for d in datasets for c in d.conditions()) * len(specs)
+    images = sum(count_images(d.reader(c), limit) for d in datasets for c in d.conditions())
+    if not images:
+        report_empty(f"{data}: no images to evaluate", allow_empty)
+        return
+    total = images * len(specs)
+    failed = FailedImages(Console(stderr=True, soft_wrap=True))
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("evaluating", total=total)
@@ -105,6 +116,7 @@ def eval_command(
             settings,
             on_image=lambda model: progress.update(task, advance=1, description=model),
             on_note=lambda note: progress.console.print(f"[yellow]{escape(note)}[/yellow]"),
+            on_failure=failed,
         )
 
     with_ap = prompt_type == "box"
@@ -133,3 +145,4 @@ def eval_command(
         console.print(f"Wrote {len(charts)} bar charts to {out / 'charts'}")
     except ImportError:
         console.print("Bar charts skipped: matplotlib is not installed (pip install 'robustsam[plot]').", markup=False)
+    report_failures(click.get_current_context(), failed.messages, images)

@@ -8,6 +8,7 @@ from typing import Optional
 
 import click
 
+from core.data.io import require_output_dir, require_output_file
 from core.errors import InputError
 from core.model.checkpoint import expected_shapes, resolve_weights
 from core.model.config import MODEL_CONFIGS
@@ -21,9 +22,6 @@ _PATH = click.Path(dir_okay=False, path_type=str)
 def _merge(robust: str, sam: str, output: str) -> None:
     from core.deploy.weights import save_weights
 
-    for path in (robust, sam):
-        if not Path(path).is_file():
-            raise InputError(f"{path}: no such checkpoint")
     weights = resolve_weights(robust, sam)
     if not weights.has_robust:
         raise InputError(f"{robust}: holds no robust-module weights")
@@ -65,7 +63,7 @@ def _onnx(checkpoint: Optional[str], sam_checkpoint: Optional[str], model_type: 
 @click.option("--sam", "sam", type=_PATH, help="The SAM checkpoint it was trained on.")
 @click.option("-o", "--output", type=_PATH,
               help="The full checkpoint to write: .safetensors (with model type and RobustSAM/SAM split as metadata) or .pth.")
-@click.option("--onnx", "onnx_dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--onnx", "onnx_dir", type=click.Path(path_type=Path),
               help="Write encoder.onnx, decoder.onnx and robustsam_onnx.json into this folder.")
 @click.option("--checkpoint", type=_PATH, help="The model to export or convert (default: the built-in model).")
 @click.option("--sam-checkpoint", type=_PATH, help="SAM checkpoint under a robust-modules-only --checkpoint.")
@@ -93,12 +91,13 @@ def export(robust: Optional[str], sam: Optional[str], output: Optional[str], onn
     if onnx_dir is not None:
         if output is not None or robust is not None or sam is not None:
             raise click.UsageError("--onnx writes ONNX models; leave out -o, --robust and --sam (use --checkpoint)")
-        _onnx(checkpoint, sam_checkpoint, model_type, onnx_dir, mode, opset, quantize, return_single_mask)
+        _onnx(checkpoint, sam_checkpoint, model_type, require_output_dir(onnx_dir), mode, opset, quantize, return_single_mask)
         return
     if onnx_only:
         raise click.UsageError(f"--{onnx_only[0].replace('_', '-')} needs --onnx")
     if output is None:
         raise click.UsageError("give -o OUTPUT (a checkpoint) or --onnx FOLDER")
+    require_output_file(output)
     if robust is not None or sam is not None:
         if robust is None or sam is None or checkpoint is not None or sam_checkpoint is not None:
             raise click.UsageError("merging needs both --robust and --sam (and no --checkpoint / --sam-checkpoint)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import click
+from rich.console import Console
 
 from core.errors import InputError
 
@@ -26,8 +27,28 @@ def report_empty(message: str, allow_empty: bool) -> None:
     click.echo(f"Warning: {message}", err=True)
 
 
+def print_error(console: Console, message: str) -> None:
+    """One `Error: <file>: <problem>` line as it is, never wrapped or read as markup."""
+    console.print(f"Error: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
+class FailedImages:
+    """The `on_failure` callback of a library run: prints each failed image's line once, as it
+    happens, and keeps them for `report_failures`."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.messages: list[str] = []
+
+    def __call__(self, message: str) -> None:
+        if message not in self.messages:  # e.g. one image read for each of several models
+            self.messages.append(message)
+            print_error(self.console, message)
+
+
 def report_failures(ctx: click.Context, failures: Sequence[str], total: int) -> None:
     """Exit 1 with one summary line when any of the `total` images failed."""
     if failures:
-        click.echo(f"Failed: {len(failures)} of {total} images (each reported above); the others were written", err=True)
+        rest = "; the others were written" if len(failures) < total else ""
+        click.echo(f"Failed: {len(failures)} of {total} images (each reported above){rest}", err=True)
         ctx.exit(1)

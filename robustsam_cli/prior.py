@@ -14,13 +14,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from core.model.build import build_robustsam
 from core.model.checkpoint import RobustModulesUninitialized
 from core.device import resolve_device
-from core.errors import InputError
+from core.errors import InputError, per_image
 from core.data.io import atomic_path, read_image, require_output_dir
 from priors.data import collect_images, prior_files
 from priors.generate import PRIOR_GENERATOR_DEFAULTS, PriorGenerator, write_prior
 
 from .defaults import apply_amg_defaults, checkpoint_or_default, console, named_checkpoint
-from .outcome import report_failures
+from .outcome import FailedImages, allow_empty_option, report_empty, report_failures
 
 MANIFEST = "prior.json"
 
@@ -95,10 +95,11 @@ def _write_manifest(output: Path, manifest: dict[str, Any]) -> None:
 @click.option("--device", default="auto", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Recompute priors that already exist.")
 @click.option("--strict", is_flag=True, help="A prior with a single segment (no mask found) is an error (exit 2), not a warning.")
+@allow_empty_option
 @segmenter_options
 @click.pass_context
 def prior(ctx: click.Context, images: tuple[Path, ...], output: Path, task: str, pattern: str, features: bool, device: str,
-          overwrite: bool, strict: bool, **options: Any) -> None:
+          overwrite: bool, strict: bool, allow_empty: bool, **options: Any) -> None:
     """Automatic masks of degraded IMAGES (files or folders) as restoration priors, written under -o.
 
     Per image NAME (a folder's images keep their relative paths): NAME.gray.png (uint8 gray-coded
@@ -108,6 +109,9 @@ def prior(ctx: click.Context, images: tuple[Path, ...], output: Path, task: str,
     """
     require_output_dir(output)
     entries = collect_images(images, pattern)
+    if not entries:
+        report_empty(f"{', '.join(map(str, images))}: no images matching {pattern!r}", allow_empty)
+        return
     options["checkpoint"] = checkpoint = checkpoint_or_default(options["checkpoint"])
     options.update(apply_amg_defaults(ctx, checkpoint, generator_settings(options)))
     manifest = {
@@ -125,22 +129,18 @@ def prior(ctx: click.Context, images: tuple[Path, ...], output: Path, task: str,
         wanted = ["gray"] + (["segments"] if task == "deblur" else []) + (["features"] if features else [])
         return all(files[key].is_file() for key in wanted)
 
-    failures: list[str] = []
     single: list[str] = []
     written = skipped = 0
     with progress_bar() as bar:
+        failures = FailedImages(bar.console)
         job = bar.add_task("priors", total=len(entries))
         for name, path in entries:
             files = prior_files(output, name)
             if not overwrite and done(files):
                 skipped += 1
             else:
-                try:
+                with per_image(failures):
                     result = generator(read_image(path), partition=task == "deblur", features=features)
-                except InputError as error:
-                    failures.append(str(error))
-                    bar.console.print(f"Error: {error}", markup=False, highlight=False, soft_wrap=True)
-                else:
                     write_prior(files, result)
                     written += 1
                     if len(np.unique(result.gray)) <= 1:
@@ -150,7 +150,7 @@ def prior(ctx: click.Context, images: tuple[Path, ...], output: Path, task: str,
                                           f"(now {options['stability_score_thresh']:g})", markup=False, highlight=False)
             bar.advance(job)
     single_note = f", {len(single)} a single segment" if single else ""
-    click.echo(f"{written} written, {skipped} already there, {len(failures)} failed{single_note} -> {output}", err=True)
+    click.echo(f"{written} written, {skipped} already there, {len(failures.messages)} failed{single_note} -> {output}", err=True)
     if strict and single:
         raise InputError(f"{single[0]}: one segment covers the image (--strict)" + (f" (and {len(single) - 1} more)" if len(single) > 1 else ""))
-    report_failures(ctx, failures, len(entries))
+    report_failures(ctx, failures.messages, len(entries))

@@ -9,13 +9,14 @@ from typing import Any, Optional, Sequence
 import click
 
 from core.device import resolve_device
-from core.errors import InputError
-from core.data.io import atomic_path, write_image
+from core.errors import InputError, OnFailure, per_image
+from core.data.io import atomic_path, require_output_dir, require_output_file, write_image
 from priors.data import PairedImage, collect_images, find_pairs, prior_files
 from priors.restorer import Restorer, load_restorer, save_restorer
 from priors.training import TrainSettings, evaluate_restorer, mean_scores, restore_image, train_restorer
 
 from . import defaults
+from .outcome import FailedImages, allow_empty_option, report_empty, report_failures
 from .prior import build_generator, progress_bar, segmenter_options
 
 TASK = click.Choice(["dehaze", "deblur"])
@@ -31,21 +32,25 @@ def _block_counts(value: str) -> list[int]:
     return counts
 
 
-def attach_priors(pairs: Sequence[PairedImage], priors: Optional[Path], options: dict[str, Any], device: str) -> None:
+def attach_priors(pairs: Sequence[PairedImage], priors: Optional[Path], options: dict[str, Any], device: str,
+                  on_failure: OnFailure = None) -> list[PairedImage]:
     """Gives every pair its gray-coded map: the file `robustsam prior` wrote under `priors`, or one
-    computed now with the segmenter options (kept in memory)."""
+    computed now with the segmenter options (kept in memory). Returns the pairs that have one: an
+    unreadable image goes to `on_failure` (without it, InputError is raised)."""
     if priors is not None:
         for pair in pairs:
             pair.gray = prior_files(priors, pair.name)["gray"]
             if not pair.gray.is_file():
                 raise InputError(f"{pair.gray}: no prior for {pair.name}; run `robustsam prior` on these images with -o {priors}")
-        return
+        return list(pairs)
     if options["checkpoint"] is None and defaults.default_checkpoint() is None:
         raise click.UsageError("this network takes a SAM prior: give --priors (from `robustsam prior`) or --checkpoint to compute it")
     generator = build_generator(options, device)
     with progress_bar() as bar:
         for pair in bar.track(pairs, description="priors"):
-            pair.gray = generator(pair.load()[0], partition=False).gray
+            with per_image(on_failure):
+                pair.gray = generator(pair.load()[0], partition=False).gray
+    return [pair for pair in pairs if pair.gray is not None]
 
 
 def _prior_source_options(command):
@@ -99,6 +104,7 @@ def train(data: Path, task: str, output: Path, no_prior: bool, steps: int, batch
             raise click.BadParameter("--enc-blocks and --dec-blocks need the same number of levels")
         if not no_prior:
             network["mask_dropout"] = mask_dropout
+    require_output_file(output)
     pairs = find_pairs(data, task)
     if not no_prior:
         attach_priors(pairs, priors, options, device)
@@ -125,44 +131,61 @@ def train(data: Path, task: str, output: Path, no_prior: bool, steps: int, batch
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="JSON report: per-image and mean scores.")
 @click.option("--device", default="auto", show_default=True)
 @_prior_source_options
-def evaluate(data: Path, network: Path, task: Optional[str], output: Optional[Path], device: str, priors: Optional[Path], **options: Any) -> None:
-    """PSNR / SSIM (RGB, uint8 scale, no border crop) of the restored pairs under DATA, per image and mean."""
+@click.pass_context
+def evaluate(ctx: click.Context, data: Path, network: Path, task: Optional[str], output: Optional[Path], device: str,
+             priors: Optional[Path], **options: Any) -> None:
+    """PSNR / SSIM (RGB, uint8 scale, no border crop) of the restored pairs under DATA, per image and mean.
+    An unreadable image is reported and left out (exit 1 at the end)."""
+    if output is not None:
+        require_output_file(output)
     restorer = _load(network, task, device)
     pairs = find_pairs(data, restorer.task)
-    if restorer.use_prior:
-        attach_priors(pairs, priors, options, device)
+    failed = FailedImages(defaults.console(stderr=True))
+    usable = attach_priors(pairs, priors, options, device, failed) if restorer.use_prior else pairs
     with progress_bar() as bar:
-        job = bar.add_task("evaluating", total=len(pairs))
-        rows = evaluate_restorer(restorer, pairs, lambda row: bar.advance(job))
+        job = bar.add_task("evaluating", total=len(usable))
+        rows = evaluate_restorer(restorer, usable, lambda row: bar.advance(job), failed)
     for row in rows:
         click.echo(f"{row['name']}\tPSNR {row['psnr']:.3f}\tSSIM {row['ssim']:.4f}\t(input {row['input_psnr']:.3f} / {row['input_ssim']:.4f})")
+    if not rows:  # every image failed: no mean to report
+        report_failures(ctx, failed.messages, len(pairs))
     mean = mean_scores(rows)
     click.echo(f"mean over {len(rows)}\tPSNR {mean['psnr']:.3f}\tSSIM {mean['ssim']:.4f}\t(input {mean['input_psnr']:.3f} / {mean['input_ssim']:.4f})")
     if output is not None:
         with atomic_path(output) as tmp:
             tmp.write_text(json.dumps({"network": str(network), "task": restorer.task, "mean": mean, "images": rows}, indent=2) + "\n")
+    report_failures(ctx, failed.messages, len(pairs))
 
 
 @restore.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--network", required=True, type=click.Path(path_type=Path), help="Network from `robustsam restore train`.")
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder for restored PNGs.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Folder for restored PNGs.")
 @click.option("--task", type=TASK, default=None, help="Checked against the network's task.")
 @click.option("--glob", "pattern", default="**/*", show_default=True, help="Images to take from folder arguments.")
 @click.option("--overwrite", is_flag=True, help="Restore images whose output exists.")
 @click.option("--device", default="auto", show_default=True)
+@allow_empty_option
 @_prior_source_options
-def run(images: tuple[Path, ...], network: Path, output: Path, task: Optional[str], pattern: str, overwrite: bool, device: str,
-        priors: Optional[Path], **options: Any) -> None:
-    """Restores IMAGES (files or folders) to OUTPUT/NAME.png; existing outputs are skipped (resumable)."""
+@click.pass_context
+def run(ctx: click.Context, images: tuple[Path, ...], network: Path, output: Path, task: Optional[str], pattern: str,
+        overwrite: bool, device: str, allow_empty: bool, priors: Optional[Path], **options: Any) -> None:
+    """Restores IMAGES (files or folders) to OUTPUT/NAME.png; existing outputs are skipped (resumable).
+    An unreadable image is reported and skipped (exit 1 at the end)."""
+    require_output_dir(output)
     restorer = _load(network, task, device)
     entries = collect_images(images, pattern)
+    if not entries:
+        report_empty(f"{', '.join(map(str, images))}: no images matching {pattern!r}", allow_empty)
+        return
     targets = {name: output / Path(name).with_suffix(".png") for name, _ in entries}
     pending = [PairedImage(name, path) for name, path in entries if overwrite or not targets[name].is_file()]
-    if restorer.use_prior and pending:
-        attach_priors(pending, priors, options, device)
+    failed = FailedImages(defaults.console(stderr=True))
+    usable = attach_priors(pending, priors, options, device, failed) if restorer.use_prior and pending else pending
     with progress_bar() as bar:
-        for pair in bar.track(pending, description="restoring"):
-            degraded, _, gray = pair.load()
-            write_image(targets[pair.name], restore_image(restorer, degraded, gray))
-    click.echo(f"{len(pending)} restored, {len(targets) - len(pending)} already there -> {output}", err=True)
+        for pair in bar.track(usable, description="restoring"):
+            with per_image(failed):
+                degraded, _, gray = pair.load()
+                write_image(targets[pair.name], restore_image(restorer, degraded, gray))
+    click.echo(f"{len(pending) - len(failed.messages)} restored, {len(targets) - len(pending)} already there, {len(failed.messages)} failed -> {output}", err=True)
+    report_failures(ctx, failed.messages, len(entries))

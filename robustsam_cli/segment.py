@@ -17,7 +17,7 @@ from core.parallel import WorkerError, add_summaries, launch_function, run_shard
 from core.parallel.segment_shards import STATE_DIR
 
 from .parallel import Parallel, job_progress, parallel_options, pop_parallel
-from .outcome import allow_empty_option, report_empty, report_failures
+from .outcome import allow_empty_option, print_error, report_empty, report_failures
 from .defaults import apply_amg_defaults, checkpoint_or_default, console, named_checkpoint, no_leftover_folder
 
 # Flags of segment-anything's scripts/amg.py, as SamAutomaticMaskGenerator keyword arguments.
@@ -234,7 +234,7 @@ def segment(
 
         def report(result: ImageResult) -> None:
             if result.error is not None:
-                progress.console.print(f"Error: {result.error}", markup=False, highlight=False, soft_wrap=True)
+                print_error(progress.console, result.error)
             elif result.masks == 0 and prompts_path is not None:
                 progress.console.print(f"{'Error' if strict else 'Warning'}: {result.job.path}: no masks",
                                        markup=False, highlight=False, soft_wrap=True)
@@ -266,7 +266,7 @@ def _launch(ctx: click.Context, parallel: Parallel, inputs: tuple[str, ...], out
         report_empty(f"{', '.join(inputs)}: no images to segment", allow_empty)
         return
     for line in summary.failures:
-        console(stderr=True).print(f"Error: {line}", markup=False, highlight=False, soft_wrap=True)
+        print_error(console(stderr=True), line)
     console().print(_summary_table(summary))
     report_failures(ctx, summary.failures, summary.images + len(summary.failures))
     if strict and summary.empty:

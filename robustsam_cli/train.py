@@ -11,6 +11,7 @@ import click
 from core.model.config import MODEL_CONFIGS
 from core.model.decoder import ABLATIONS
 from core.model.default_model import is_default_name
+from core.data.io import require_output_dir
 from core.errors import InputError
 from train.config import DEGRADE_MODES, LOSSES, OPTIMIZERS, PRECISIONS, PROMPTS, STAGES, TrainConfig
 
@@ -24,7 +25,7 @@ _PATH = click.Path(dir_okay=False, path_type=str)
 @click.option("--data", required=True,
               help="synthetic:N[:style], photos:N[:train|held_out] (scenes textured from the installed sample "
                    "photographs), a COCO .json (with --image-dir), a Robust-Seg root, or a folder with images/ and masks/.")
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=str),
+@click.option("-o", "--output", required=True, type=click.Path(path_type=str),
               help="Folder for checkpoints and log.jsonl.")
 @click.option("--method", type=click.Choice(("robustsam", "glesam")), default="robustsam", show_default=True,
               help="robustsam, or glesam: GleSAM's latent enhancer (--stage unet) then SAM's decoder (--stage decoder).")
@@ -110,6 +111,7 @@ def train_command(resume: Optional[str], gpus: int, nnodes: int, node_rank: int,
     robustsam train --stage base --model-type vit_micro --data synthetic:2000 --image-size 128 -o runs/base
     """
     method, unet_path, lora_rank, latent_scale = (settings.pop(key) for key in ("method", "unet_path", "lora_rank", "latent_scale"))
+    require_output_dir(settings["output"])
     if method == "glesam":
         _train_glesam(settings, resume, unet_path, lora_rank, latent_scale)
         return

@@ -25,7 +25,7 @@ from core import RobustPredictor, build_robustsam
 from core.model.checkpoint import RobustModulesUninitialized
 from core.model.default_model import default_checkpoint
 from core.data.datasets import CLEAR, DatasetSpec, Sample, SampleReader
-from core.errors import InputError
+from core.errors import InputError, OnFailure, per_image
 from core.evaluation.metrics import (
     AP_KEYS,
     ApInstance,
@@ -121,7 +121,8 @@ class ResultCache:
 
     The first line fingerprints the model (checkpoint file, path, precision); a cache with another
     fingerprint is discarded. Each later line holds one image; a line cut short by an interruption
-    is ignored, so appending (rather than rewriting the whole file per image) is safe.
+    is ignored, so appending (rather than rewriting the whole file per image) is safe. Nothing is
+    written before the first result: a run refused before its first image leaves no file behind.
     """
 
     def __init__(self, path: Path, fingerprint: dict[str, Any], fresh: bool = False) -> None:
@@ -129,6 +130,7 @@ class ResultCache:
         self.records: dict[tuple[str, str, str], dict[str, Any]] = {}
         header = json.dumps({"fingerprint": fingerprint}, sort_keys=True)
         lines = [] if fresh or not path.is_file() else path.read_text().splitlines()
+        self._new_header: Optional[str] = None  # written with the first result
         if lines and lines[0] == header:
             for line in lines[1:]:
                 try:
@@ -137,8 +139,7 @@ class ResultCache:
                     continue
                 self.records[(record["dataset"], record["condition"], record["image"])] = record
         else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(header + "\n")
+            self._new_header = header
 
     def get(self, dataset: str, condition: str, image: str, digest: str) -> Optional[ImageResult]:
         record = self.records.get((dataset, condition, image))
@@ -157,6 +158,10 @@ class ResultCache:
             "ap_instances": result.ap_instances,
         }
         self.records[(dataset, condition, image)] = record
+        if self._new_header is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(self._new_header + "\n")
+            self._new_header = None
         with self.path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
 
@@ -269,10 +274,13 @@ def evaluate(
     settings: EvalSettings,
     on_image: Callable[[str], None] = lambda model: None,
     on_note: Callable[[str], None] = lambda note: None,
+    on_failure: OnFailure = None,
 ) -> Results:
     """Evaluates each model in turn on every condition of every dataset, with the prompts of `prompts`.
 
-    `on_image(model name)` is called after each image (for progress), `on_note` with remarks.
+    `on_image(model name)` is called after each image (for progress), `on_note` with remarks. An
+    unreadable image or mask goes to `on_failure` and is left out of the results (without it,
+    InputError is raised).
     """
     if settings.prompt_type not in PROMPT_TYPES:
         raise InputError(f"--prompt: must be one of {', '.join(PROMPT_TYPES)}, not {settings.prompt_type!r}")
@@ -291,7 +299,12 @@ def evaluate(
                 categories = getattr(reader, "categories", None)
                 images = per_model.setdefault((dataset.name, condition), {})
                 for index in range(count_images(reader, settings.limit)):
-                    sample = reader[index]
+                    sample = None
+                    with per_image(on_failure):
+                        sample = reader[index]
+                    if sample is None:
+                        on_image(spec.name)
+                        continue
                     object_prompts = prompts.prompts_for(dataset.name, sample.name, sample.masks)
                     digest = _prompt_digest(settings.prompt_type, object_prompts)
                     result = cache.get(dataset.name, condition, sample.name, digest)

@@ -36,6 +36,7 @@ from core.device import resolve_device
 from core.errors import InputError
 from core.glesam import GleSam, build_enhancer, checkpoint_dict, load_glesam
 from core.model import RobustModulesUninitialized, build_robustsam, is_robust_key
+from core.model.checkpoint import load_torch_file
 
 from .data import make_batch, open_dataset
 from .losses import segmentation_losses
@@ -153,8 +154,8 @@ class GleSamTrainer:
             self.load(resume)
 
     def load(self, path: str) -> None:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if "train" not in state:
+        state = load_torch_file(path, "checkpoint", "readable training checkpoint")
+        if not isinstance(state, dict) or "train" not in state:
             raise InputError(f"{path}: not a step checkpoint of a GleSAM run (no training state)")
         self.model.sam.load_state_dict(state["sam"])
         self.model.enhancer.unet.load_state_dict(state["unet"], strict=False)

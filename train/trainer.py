@@ -151,6 +151,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, resume: Optional[str] = None) -> None:
         check_config(config)
+        saved = read_resume(resume) if resume is not None else None  # a bad file fails before anything is written
         self.config = config
         self.dist = Distributed(config.device)
         self.device = self.dist.device
@@ -196,7 +197,7 @@ class Trainer:
         self._order: tuple[int, list[int]] = (-1, [])
         self.val_batches = self._validation_batches()
         if resume is not None:
-            self.load(resume)
+            self.load(resume, saved)
 
     def _training_data(self) -> SampleReader:
         config = self.config
@@ -251,11 +252,9 @@ class Trainer:
             torch.save(self.state(), temporary)
         return path
 
-    def load(self, path: str) -> None:
-        """Continues the run saved in `path` exactly where it stopped."""
-        saved = load_torch_file(path, "checkpoint", "readable training checkpoint")
-        if not isinstance(saved, dict) or not {"model", "optimizer", "scheduler", "step"} <= set(saved):
-            raise InputError(f"{path}: not a checkpoint of robustsam train (needs model, optimizer, scheduler, step)")
+    def load(self, path: str, saved: Optional[dict[str, Any]] = None) -> None:
+        """Continues the run saved in `path` (its content `saved`, when already read) exactly where it stopped."""
+        saved = read_resume(path) if saved is None else saved
         expected = set(training_state(self.model, self.config))
         if set(saved["model"]) != expected:
             raise InputError(
@@ -376,6 +375,14 @@ class Trainer:
         return final
 
 
+def read_resume(path: str) -> dict[str, Any]:
+    """The content of a checkpoint of robustsam train; InputError naming the file when it is not one."""
+    saved = load_torch_file(path, "checkpoint", "readable training checkpoint")
+    if not isinstance(saved, dict) or not {"model", "optimizer", "scheduler", "step"} <= set(saved):
+        raise InputError(f"{path}: not a checkpoint of robustsam train (needs model, optimizer, scheduler, step)")
+    return saved
+
+
 def check_config(config: TrainConfig) -> None:
     """InputError for settings that cannot run, before any model is built."""
     from .config import DEGRADE_MODES, LOSSES, OPTIMIZERS, PRECISIONS, PROMPTS, STAGES
@@ -396,7 +403,7 @@ def check_config(config: TrainConfig) -> None:
         raise InputError("--lr and --clip must be positive")
     for path in (config.checkpoint, config.sam_checkpoint):
         if path is not None and not Path(path).is_file():
-            raise InputError(f"{path}: no such checkpoint")
+            raise InputError(f"{path}: no such checkpoint file")
 
 
 def train(config: TrainConfig, resume: Optional[str] = None,

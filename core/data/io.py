@@ -8,7 +8,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import imageio.v3 as iio
 import numpy as np
@@ -81,13 +81,27 @@ def require_output_dir(path: str | os.PathLike) -> Path:
     """`path` if it is a folder or can be made one (nothing is created); InputError when it, or a
     folder above it, is a file."""
     path = Path(path)
-    for candidate in (path, *path.parents):
+    _require_folders(path, (path, *path.parents))
+    return path
+
+
+def require_output_file(path: str | os.PathLike) -> Path:
+    """`path` if a file can be written there (nothing is created); InputError when it is a folder
+    or a folder above it is a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not an output file")
+    _require_folders(path, path.parents)
+    return path
+
+
+def _require_folders(path: Path, candidates: Sequence[Path]) -> None:
+    for candidate in candidates:
         if candidate.exists():
             if not candidate.is_dir():
                 what = "the output folder" if candidate == path else f"a folder above {path}"
                 raise InputError(f"{candidate}: is a file, not {what}")
             break
-    return path
 
 
 def read_json(path: str | os.PathLike, what: str) -> Any:

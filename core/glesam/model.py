@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ..model.checkpoint import load_torch_file
 from ..model.robustsam import RobustSam
 from .enhancer import PUBLISHED_FEATURE_WEIGHT, PUBLISHED_TIMESTEP, LatentEnhancer
 from .unet import PUBLISHED_LORA, add_lora, expand_channels, load_sd_unet, small_unet_config, unet_from_config
@@ -78,12 +79,7 @@ def load_glesam(path: str | os.PathLike, *, unet: Optional[str | os.PathLike] = 
     from ..model.config import get_config
 
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such GleSAM checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a corrupt or foreign file: one line, no traceback
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(error).__name__})") from None
+    state = load_torch_file(path, "GleSAM checkpoint")
     if not is_glesam_checkpoint(state):
         raise CheckpointError(f"{path}: not a GleSAM checkpoint (no 'glesam' settings)")
     settings = state["glesam"]
