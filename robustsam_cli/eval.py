@@ -13,9 +13,26 @@ from rich.table import Table as RichTable
 
 from core.data.datasets import SPLITS, split_datasets
 from core.errors import InputError
-from core.evaluation.prompt_sampling import NUM_POINTS, PROMPT_TYPES, PromptBook
-from train.eval_report import last_condition, markdown, results_document, row_cells, write_charts, write_json, write_text
-from train.evaluate import METRIC_LABELS, EvalSettings, ModelSpec, Table, build_tables, count_images, evaluate, table_metrics
+from core.evaluation import (
+    METRIC_LABELS,
+    NUM_POINTS,
+    PROMPT_TYPES,
+    EvalSettings,
+    ModelSpec,
+    PromptBook,
+    Table,
+    build_tables,
+    count_images,
+    evaluate,
+    last_condition,
+    markdown,
+    results_document,
+    row_cells,
+    table_metrics,
+    write_charts,
+    write_json,
+    write_text,
+)
 
 
 

@@ -21,12 +21,13 @@ from typing import Any, Callable, Iterable, Optional
 import numpy as np
 import torch
 
-from core import RobustPredictor, build_robustsam
-from core.model.checkpoint import RobustModulesUninitialized
-from core.model.default_model import default_checkpoint
-from core.data.datasets import CLEAR, DatasetSpec, Sample, SampleReader
-from core.errors import InputError
-from core.evaluation.metrics import (
+from ..data.datasets import CLEAR, DatasetSpec, Sample, SampleReader
+from ..errors import InputError
+from ..inference.predictor import RobustPredictor
+from ..model.build import build_robustsam
+from ..model.checkpoint import RobustModulesUninitialized
+from ..model.default_model import default_checkpoint
+from .metrics import (
     AP_KEYS,
     ApInstance,
     batch_boundary_iou,
@@ -36,7 +37,7 @@ from core.evaluation.metrics import (
     encode_rle,
     mask_ap,
 )
-from core.evaluation.prompt_sampling import PROMPT_TYPES, ObjectPrompt, PromptBook
+from .prompt_sampling import PROMPT_TYPES, ObjectPrompt, PromptBook
 
 MASK_METRICS = ("iou", "dice", "pixel_accuracy", "boundary_iou")
 METRIC_LABELS = {
