@@ -16,7 +16,10 @@ from .metrics import (
 )
 from .prompt_sampling import NUM_POINTS, PROMPT_TYPES, ObjectPrompt, PromptBook, sample_prompts
 from .protocol import (
+    CACHE_DIR,
     METRIC_LABELS,
+    EvalItem,
+    EvalPlan,
     EvalSettings,
     ImageResult,
     ModelSpec,
@@ -24,18 +27,23 @@ from .protocol import (
     Row,
     Table,
     build_tables,
+    collect_results,
     count_images,
     evaluate,
     load_predictor,
+    require_checkpoints,
     table_metrics,
 )
 from .report import last_condition, markdown, results_document, row_cells, write_charts, write_json, write_text
 
 __all__ = [
+    "CACHE_DIR",
     "METRIC_LABELS",
     "NUM_POINTS",
     "PROMPT_TYPES",
     "ApInstance",
+    "EvalItem",
+    "EvalPlan",
     "EvalSettings",
     "ImageResult",
     "ModelSpec",
@@ -50,6 +58,7 @@ __all__ = [
     "batch_pixel_accuracy",
     "boundary_iou",
     "build_tables",
+    "collect_results",
     "count_images",
     "dice",
     "encode_rle",
@@ -60,6 +69,7 @@ __all__ = [
     "markdown",
     "mask_ap",
     "pixel_accuracy",
+    "require_checkpoints",
     "results_document",
     "row_cells",
     "sample_prompts",

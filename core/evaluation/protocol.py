@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Optional
 import numpy as np
 import torch
 
-from ..data.datasets import CLEAR, DatasetSpec, Sample, SampleReader
+from ..data.datasets import CLEAR, AnnotatedReader, DatasetSpec, Sample, SampleReader
 from ..errors import InputError
 from ..inference.predictor import RobustPredictor
 from ..model.build import build_robustsam
@@ -56,6 +56,9 @@ _MODEL_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 # Boundary IoU needs int32 working arrays of the full image size; bound them per call.
 _BOUNDARY_CHUNK = 8
 DEFAULT_MODEL = "default"
+# A run's folder holds CACHE_DIR/<model>.jsonl, and CACHE_DIR/PARTS/<K>-of-<N>/<model>.jsonl when split.
+CACHE_DIR = "cache"
+PARTS = "parts"
 
 
 @dataclass(frozen=True)
@@ -117,35 +120,62 @@ def _prompt_digest(prompt_type: str, prompts: list[Optional[ObjectPrompt]]) -> s
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
+def _cache_header(fingerprint: dict[str, Any]) -> str:
+    return json.dumps({"fingerprint": fingerprint}, sort_keys=True)
+
+
+def _first_line(path: Path) -> Optional[str]:
+    if not path.is_file():
+        return None
+    with path.open() as handle:
+        return handle.readline().rstrip("\n")
+
+
+def _cached_result(record: Optional[dict[str, Any]], digest: str) -> Optional[ImageResult]:
+    """The ImageResult of a cache record made with prompts of this digest, else None."""
+    if record is None or record["prompts"] != digest:
+        return None
+    return ImageResult(record["metrics"], record["scores"], record["ap_instances"])
+
+
+def read_cached(folder: Path, model: str, fingerprint: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """The records of every cache file of `model` under `folder` (the one-process file and each
+    part's) with this fingerprint, by (dataset, condition, image); the newest file wins a tie."""
+    header = _cache_header(fingerprint)
+    paths = [path for path in [folder / f"{model}.jsonl", *folder.glob(f"{PARTS}/*/{model}.jsonl")] if path.is_file()]
+    records: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for path in sorted(paths, key=lambda path: (path.stat().st_mtime_ns, str(path))):
+        lines = path.read_text().splitlines()
+        if not lines or lines[0] != header:
+            continue
+        for line in lines[1:]:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # cut short by an interruption, or being appended by another part now
+            records[(record["dataset"], record["condition"], record["image"])] = record
+    return records
+
+
 class ResultCache:
     """Append-only JSON-lines cache of one model's per-image results.
 
     The first line fingerprints the model (checkpoint file, path, precision); a cache with another
     fingerprint is discarded. Each later line holds one image; a line cut short by an interruption
-    is ignored, so appending (rather than rewriting the whole file per image) is safe.
+    is ignored, so appending (rather than rewriting the whole file per image) is safe. A run split
+    into parts appends to `folder/parts/<part>/<model>.jsonl` only and reads every part's file.
     """
 
-    def __init__(self, path: Path, fingerprint: dict[str, Any], fresh: bool = False) -> None:
-        self.path = path
-        self.records: dict[tuple[str, str, str], dict[str, Any]] = {}
-        header = json.dumps({"fingerprint": fingerprint}, sort_keys=True)
-        lines = [] if fresh or not path.is_file() else path.read_text().splitlines()
-        if lines and lines[0] == header:
-            for line in lines[1:]:
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                self.records[(record["dataset"], record["condition"], record["image"])] = record
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(header + "\n")
+    def __init__(self, folder: Path, model: str, fingerprint: dict[str, Any], fresh: bool = False, part: Optional[str] = None) -> None:
+        self.path = folder / f"{model}.jsonl" if part is None else folder / PARTS / part / f"{model}.jsonl"
+        self.records = {} if fresh else read_cached(folder, model, fingerprint)
+        header = _cache_header(fingerprint)
+        if fresh or _first_line(self.path) != header:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(header + "\n")
 
     def get(self, dataset: str, condition: str, image: str, digest: str) -> Optional[ImageResult]:
-        record = self.records.get((dataset, condition, image))
-        if record is None or record["prompts"] != digest:
-            return None
-        return ImageResult(record["metrics"], record["scores"], record["ap_instances"])
+        return _cached_result(self.records.get((dataset, condition, image)), digest)
 
     def put(self, dataset: str, condition: str, image: str, digest: str, result: ImageResult) -> None:
         record = {
@@ -172,6 +202,13 @@ def model_fingerprint(spec: ModelSpec, precision: str) -> dict[str, Any]:
         "robust": spec.robust,
         "precision": precision,
     }
+
+
+def require_checkpoints(models: list[ModelSpec]) -> None:
+    """InputError for the first model whose checkpoint file does not exist."""
+    for spec in models:
+        if not spec.checkpoint.is_file():
+            raise InputError(f"{spec.checkpoint}: no such checkpoint file")
 
 
 def load_predictor(spec: ModelSpec, device: str, precision: str) -> tuple[RobustPredictor, Optional[str]]:
@@ -262,16 +299,53 @@ class EvalSettings:
 Results = dict[str, dict[tuple[str, str], dict[str, ImageResult]]]
 
 
+@dataclass(frozen=True)
+class EvalItem:
+    """One image of a run: its dataset and condition, index in that condition's reader, name, and
+    work (pixels x prompted objects), by which a split into shards is balanced."""
+
+    dataset: str
+    condition: str
+    index: int
+    name: str
+    weight: float
+
+
+class EvalPlan:
+    """Every image a run evaluates, in table order, its prompts drawn into `prompts` while planning
+    (from the masks alone, before any split): however the items are split, each image gets the
+    prompts and the place in the tables that one process gives it.
+    """
+
+    def __init__(self, datasets: list[DatasetSpec], prompts: PromptBook, limit: Optional[int] = None) -> None:
+        self.datasets = list(datasets)
+        self.prompts = prompts
+        self.readers: dict[tuple[str, str], AnnotatedReader] = {
+            (dataset.name, condition): dataset.reader(condition) for dataset in self.datasets for condition in dataset.conditions()
+        }
+        self.items: list[EvalItem] = []
+        for (dataset, condition), reader in self.readers.items():
+            for index in range(count_images(reader, limit)):
+                name, masks = reader.annotation(index)
+                objects = sum(prompt is not None for prompt in prompts.prompts_for(dataset, name, masks))
+                self.items.append(EvalItem(dataset, condition, index, name, float(masks[0].size * max(1, objects)) if len(masks) else 1.0))
+
+    def object_prompts(self, item: EvalItem) -> list[Optional[ObjectPrompt]]:
+        return self.prompts.entries[item.dataset][item.name]
+
+
 def evaluate(
     models: list[ModelSpec],
-    datasets: list[DatasetSpec],
-    prompts: PromptBook,
+    plan: EvalPlan,
     cache_dir: Path,
     settings: EvalSettings,
     on_image: Callable[[str], None] = lambda model: None,
     on_note: Callable[[str], None] = lambda note: None,
+    items: Optional[list[EvalItem]] = None,
+    part: Optional[str] = None,
 ) -> Results:
-    """Evaluates each model in turn on every condition of every dataset, with the prompts of `prompts`.
+    """Evaluates each model in turn on the plan's images (or on `items` of it, as part `part` of
+    a split run, whose results go to that part's cache), with the plan's prompts.
 
     `on_image(model name)` is called after each image (for progress), `on_note` with remarks.
     """
@@ -279,39 +353,53 @@ def evaluate(
         raise InputError(f"--prompt: must be one of {', '.join(PROMPT_TYPES)}, not {settings.prompt_type!r}")
     device = str(settings.device)
     results: Results = {}
+    require_checkpoints(models)
     for spec in models:
-        if not spec.checkpoint.is_file():
-            raise InputError(f"{spec.checkpoint}: no such checkpoint file")
-    for spec in models:
-        cache = ResultCache(cache_dir / f"{spec.name}.jsonl", model_fingerprint(spec, settings.precision), settings.fresh)
+        cache = ResultCache(cache_dir, spec.name, model_fingerprint(spec, settings.precision), settings.fresh, part)
         predictor: Optional[RobustPredictor] = None
         per_model = results.setdefault(spec.name, {})
-        for dataset in datasets:
-            for condition in dataset.conditions():
-                reader = dataset.reader(condition)
+        for item in plan.items if items is None else items:
+            object_prompts = plan.object_prompts(item)
+            digest = _prompt_digest(settings.prompt_type, object_prompts)
+            result = cache.get(item.dataset, item.condition, item.name, digest)
+            if result is None:
+                if predictor is None:
+                    predictor, note = load_predictor(spec, device, settings.precision)
+                    if note:
+                        on_note(note)
+                reader = plan.readers[(item.dataset, item.condition)]
                 categories = getattr(reader, "categories", None)
-                images = per_model.setdefault((dataset.name, condition), {})
-                for index in range(count_images(reader, settings.limit)):
-                    sample = reader[index]
-                    object_prompts = prompts.prompts_for(dataset.name, sample.name, sample.masks)
-                    digest = _prompt_digest(settings.prompt_type, object_prompts)
-                    result = cache.get(dataset.name, condition, sample.name, digest)
-                    if result is None:
-                        if predictor is None:
-                            predictor, note = load_predictor(spec, device, settings.precision)
-                            if note:
-                                on_note(note)
-                        result = score_image(
-                            predictor,
-                            sample,
-                            object_prompts,
-                            settings.prompt_type,
-                            settings.batch_size,
-                            categories(index) if categories is not None else None,
-                        )
-                        cache.put(dataset.name, condition, sample.name, digest, result)
-                    images[sample.name] = result
-                    on_image(spec.name)
+                result = score_image(
+                    predictor,
+                    reader[item.index],
+                    object_prompts,
+                    settings.prompt_type,
+                    settings.batch_size,
+                    categories(item.index) if categories is not None else None,
+                )
+                cache.put(item.dataset, item.condition, item.name, digest, result)
+            per_model.setdefault((item.dataset, item.condition), {})[item.name] = result
+            on_image(spec.name)
+    return results
+
+
+def collect_results(models: list[ModelSpec], plan: EvalPlan, cache_dir: Path, settings: EvalSettings) -> Results:
+    """The results of every image of the plan from the caches that the parts of a split run wrote,
+    in plan order, as one process's `evaluate` returns them.
+
+    Raises InputError naming the first image that no part has evaluated (never a partial merge).
+    """
+    results: Results = {}
+    for spec in models:
+        records = read_cached(cache_dir, spec.name, model_fingerprint(spec, settings.precision))
+        per_model = results.setdefault(spec.name, {})
+        for item in plan.items:
+            digest = _prompt_digest(settings.prompt_type, plan.object_prompts(item))
+            result = _cached_result(records.get((item.dataset, item.condition, item.name)), digest)
+            if result is None:
+                raise InputError(f"{cache_dir}: no result of {spec.name} for {item.dataset}/{item.condition}/{item.name}; "
+                                 "run the shards that have not finished")
+            per_model.setdefault((item.dataset, item.condition), {})[item.name] = result
     return results
 
 
