@@ -123,7 +123,7 @@ def eval_command(
     settings = EvalSettings(prompt_type, limit, device, precision, batch_size, fresh)
     plan = EvalPlan(datasets, prompts, limit)  # draws every image's prompts, before any split
     if parallel.launched:
-        results = _launch(console, parallel, specs, plan, out, settings)
+        results = _launch(console, parallel, models, specs, plan, out, settings)
     else:
         results = _evaluate(console, parallel, specs, plan, out, settings)
     if results is None:
@@ -184,15 +184,15 @@ def _evaluate(console: Console, parallel: Parallel, specs: list[ModelSpec], plan
     return collect_results(specs, plan, out / CACHE_DIR, settings)
 
 
-def _launch(console: Console, parallel: Parallel, specs: list[ModelSpec], plan: EvalPlan, out: Path,
-            settings: EvalSettings) -> Optional[Results]:
+def _launch(console: Console, parallel: Parallel, models: tuple[str, ...], specs: list[ModelSpec], plan: EvalPlan,
+            out: Path, settings: EvalSettings) -> Optional[Results]:
     """Evaluates in torchrun workers, which take this process's prompts; the merged results on node 0."""
     require_checkpoints(specs)
     state = out / STATE_DIR / "launch"
     plan.prompts.save(state / "prompts.json")
     cuda = resolve_device(settings.device).type == "cuda"
     parts = launch("eval", "core.parallel.eval_shards:eval_worker",
-                   eval_job(specs, plan, state / "prompts.json", out, settings, cuda), state, parallel.nodes)
+                   eval_job(list(models), plan, state / "prompts.json", out, settings, cuda), state, parallel.nodes)
     for note in dict.fromkeys(note for part in parts for note in part["notes"]):
         console.print(f"[yellow]{escape(note)}[/yellow]")
     if parallel.nodes.node_rank != 0:

@@ -2,7 +2,9 @@
 
 Each image is encoded once per model and all its objects are decoded from that embedding, one
 prompt (3 positive points, or the box) per ground-truth object, single-mask output. Per-image
-results go to an append-only cache per model so an interrupted run resumes where it stopped.
+results go to an append-only cache per model so an interrupted run resumes where it stopped; a
+run split over shards (`core.parallel`) evaluates each shard's part of the `EvalPlan` into that
+part's cache, and `collect_results` merges the parts.
 Tables have one row per degradation, then "Degrade" (mean over the degradation rows), "Clear"
 and "Average" (mean over all condition rows), as in the paper's Tables 2-6.
 """

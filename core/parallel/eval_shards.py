@@ -23,12 +23,12 @@ def plan_part(plan: EvalPlan, shard: Optional[Shard]) -> list[EvalItem]:
     return shard_items(plan.items, [item.weight for item in plan.items], shard)
 
 
-def eval_job(models: list[ModelSpec], plan: EvalPlan, prompts_file: Path, output_dir: Path, settings: EvalSettings,
+def eval_job(models: list[str], plan: EvalPlan, prompts_file: Path, output_dir: Path, settings: EvalSettings,
              cuda: bool) -> dict[str, Any]:
-    """The JSON keyword arguments of `eval_worker` for a planned run whose prompts were saved to
-    `prompts_file`, with its caches in OUTPUT/cache."""
+    """The JSON keyword arguments of `eval_worker` for a planned run of the `models` ('NAME=CKPT[:sam]',
+    as `ModelSpec.parse` reads them) whose prompts were saved to `prompts_file`, caches in OUTPUT/cache."""
     return {
-        "models": [{**asdict(spec), "checkpoint": str(spec.checkpoint)} for spec in models],
+        "models": list(models),
         "datasets": [{"name": d.name, "format": d.format, "paths": {k: str(v) for k, v in d.paths.items()}} for d in plan.datasets],
         "prompts_file": str(prompts_file),
         "output_dir": str(output_dir),
@@ -37,12 +37,12 @@ def eval_job(models: list[ModelSpec], plan: EvalPlan, prompts_file: Path, output
     }
 
 
-def eval_worker(shard: Shard, progress: Callable[[int, int], None], models: list[dict[str, Any]], datasets: list[dict[str, Any]],
+def eval_worker(shard: Shard, progress: Callable[[int, int], None], models: list[str], datasets: list[dict[str, Any]],
                 prompts_file: str, output_dir: str, settings: dict[str, Any], cuda: bool) -> dict[str, Any]:
     """torchrun entry: plans with the launcher's prompts, evaluates this rank's images on its device
     and marks its shard done (a later `--shard` run can then merge); returns how many images it
     went through and the notes it made."""
-    specs = [ModelSpec(**{**model, "checkpoint": Path(model["checkpoint"])}) for model in models]
+    specs = [ModelSpec.parse(text) for text in models]
     specs_datasets = [DatasetSpec(d["name"], d["format"], {k: Path(v) for k, v in d["paths"].items()}) for d in datasets]
     plan = EvalPlan(specs_datasets, PromptBook.load(prompts_file), settings["limit"])
     items = plan_part(plan, shard)

@@ -1,5 +1,5 @@
-"""What every split command shares: its state folder with one done marker per shard, the device and
-model of a torchrun worker, and progress counting."""
+"""What every split command shares: its state folder with one done marker per shard, the weight of
+an image, the device and model of a torchrun worker, and progress counting."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import torch
 
 from ..data.io import atomic_path, read_image_size
 from ..errors import InputError
+from ..model.build import build_robustsam
+from ..model.robustsam import RobustSam
 from .shard import Shard
 
 STATE_DIR = ".parallel"
@@ -43,10 +45,8 @@ def worker_device(cuda: bool) -> torch.device:
     return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}") if cuda else torch.device("cpu")
 
 
-def worker_model(build: dict[str, Any]) -> Any:
+def worker_model(build: dict[str, Any]) -> RobustSam:
     """The RobustSam of `build` ({model_type, checkpoint, sam_checkpoint, cuda}) on this worker's device."""
-    from ..model.build import build_robustsam
-
     return build_robustsam(build["model_type"], build["checkpoint"], sam_checkpoint=build["sam_checkpoint"],
                            device=worker_device(build["cuda"]))
 
