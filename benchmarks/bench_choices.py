@@ -222,7 +222,7 @@ def main(argv: List[str] | None = None) -> None:
             compiled_jitter(),
         ]
         print(f"torch {torch.__version__}, 1 thread, median of {args.repeats}")
-        print(f"| work | before | ms | now | ms | speed-up |\n|---|---|---:|---|---:|---:|")
+        print("| work | before | ms | now | ms | speed-up |\n|---|---|---:|---|---:|---:|")
         for work, before, before_run, now, now_run in cases:
             before_ms, now_ms = median_ms(before_run, args.repeats), median_ms(now_run, args.repeats)
             print(f"| {work} | {before} | {before_ms:.2f} | {now} | {now_ms:.2f} | {before_ms / now_ms:.2f}x |", flush=True)

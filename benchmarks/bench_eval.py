@@ -20,7 +20,7 @@ from rich.table import Table
 from core import RobustPredictor, build_robustsam
 from core.data.datasets import Sample
 from core.evaluation.prompt_sampling import sample_prompts
-from train.evaluate import score_image
+from core.evaluation.protocol import score_image
 
 
 def synthetic_sample(size: int, objects: int) -> Sample:

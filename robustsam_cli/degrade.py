@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 import click
 from rich.console import Console
@@ -17,8 +18,10 @@ from core.data.datasets import IMAGE_EXTENSIONS
 from core.data.io import read_image, require_output_file, write_image
 from core.device import resolve_device
 from core.errors import InputError
+from core.parallel import add_degrade_summaries, degrade_part
 
 from .outcome import allow_empty_option, print_error, report_empty, report_failures
+from .parallel import launch, parallel_options, pop_parallel
 
 
 def parse_types(spec: str) -> List[str]:
@@ -82,6 +85,7 @@ def _summary_table(summary: DegradeSummary, output: Path) -> Table:
 @allow_empty_option
 @click.option("--preview", type=click.Path(path_type=Path), default=None,
               help="Write a labelled contact sheet of this image under every type to -o instead.")
+@parallel_options
 @click.pass_context
 def degrade(
     ctx: click.Context,
@@ -97,10 +101,12 @@ def degrade(
     list_types: bool,
     allow_empty: bool,
     preview: Optional[Path],
+    **parallel_params: Any,
 ) -> None:
     """Degrade the clear images in SRC into the Robust-Seg layout under OUTPUT:
     OUTPUT/clear, OUTPUT/masks/*.npy (bool (M, H, W)) and OUTPUT/<type>/, same file names."""
     console = Console(stderr=True)
+    parallel = pop_parallel(parallel_params)
     if list_types:
         _print_list(Console())
         return
@@ -112,6 +118,8 @@ def degrade(
     except (RuntimeError, ValueError) as error:
         raise InputError(f"--device: {error}".splitlines()[0]) from None
     if preview is not None:
+        if parallel.launched or parallel.shard is not None:
+            raise click.UsageError("--gpus/--nnodes/--shard split degrading a folder, not --preview")
         require_output_file(output)
         sheet_kinds = kinds if types_spec.strip() != "all" else list(PUBLISHED) + [MIXED]
         sheet = contact_sheet(
@@ -122,13 +130,25 @@ def degrade(
         return
     if src is None:
         raise click.UsageError("SRC is required (or --preview IMAGE, or --list)")
-    run = plan_degrade(src, output, kinds, masks_dir=masks_dir, level=level, seed=seed, device=torch_device,
-                       batch_size=batch_size, overwrite=overwrite)
-    for failure in run.failures:
-        print_error(console, failure)
+    options = dict(masks_dir=masks_dir, level=level, seed=seed, batch_size=batch_size, overwrite=overwrite)
+    run = plan_degrade(src, output, kinds, device=torch_device, **options)
     if not run.jobs and not run.failures:
         report_empty(f"{src}: no images ({', '.join(IMAGE_EXTENSIONS)})", allow_empty)
         return
+    if parallel.launched:
+        with tempfile.TemporaryDirectory(prefix="robustsam-degrade-") as state:  # no junk folder in the dataset
+            job = {**options, "masks_dir": masks_dir and str(masks_dir), "cuda": torch_device.type == "cuda",
+                   "source": str(src), "output": str(output), "kinds": kinds}
+            parts = launch("degrade", "core.parallel.degrade_shards:degrade_worker", job, Path(state), parallel.nodes)
+        summary = add_degrade_summaries(parts)
+        for failure in summary.failures:
+            print_error(console, failure)
+        Console().print(_summary_table(summary, output))
+        report_failures(ctx, summary.failures, len(run.jobs) + len(run.failures))
+        return
+    run = degrade_part(run, parallel.shard)
+    for failure in run.failures:
+        print_error(console, failure)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn())
     with Progress(*columns, console=console) as progress:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import click
 from rich.console import Console
@@ -13,10 +13,35 @@ from rich.table import Table as RichTable
 
 from core.data.datasets import SPLITS, split_datasets
 from core.data.io import require_output_dir
+from core.device import resolve_device
 from core.errors import InputError
-from core.evaluation.prompt_sampling import NUM_POINTS, PROMPT_TYPES, PromptBook
-from train.eval_report import last_condition, markdown, results_document, row_cells, write_charts, write_json, write_text
-from train.evaluate import METRIC_LABELS, EvalSettings, ModelSpec, Table, build_tables, count_images, evaluate, table_metrics
+from core.evaluation import (
+    CACHE_DIR,
+    METRIC_LABELS,
+    NUM_POINTS,
+    PROMPT_TYPES,
+    EvalPlan,
+    EvalSettings,
+    ModelSpec,
+    PromptBook,
+    Table,
+    build_tables,
+    collect_results,
+    evaluate,
+    last_condition,
+    markdown,
+    results_document,
+    require_checkpoints,
+    row_cells,
+    table_metrics,
+    write_charts,
+    write_json,
+    write_text,
+)
+from core.evaluation.protocol import Results
+from core.parallel import STATE_DIR, eval_job, mark_done, plan_part
+
+from .parallel import Parallel, launch, parallel_options, pop_parallel
 
 from .outcome import FailedImages, allow_empty_option, report_empty, report_failures
 
@@ -54,6 +79,7 @@ def rich_table(table: Table, models: list[str], metric: str) -> RichTable:
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Prompts decoded at once (full-size masks for each).")
 @click.option("--fresh", is_flag=True, help="Ignore cached results and evaluate everything again.")
 @allow_empty_option
+@parallel_options
 def eval_command(
     split: str,
     data: Path,
@@ -69,6 +95,7 @@ def eval_command(
     batch_size: int,
     fresh: bool,
     allow_empty: bool,
+    **parallel_params: Any,
 ) -> None:
     """Evaluate models on degraded and clear images: IoU, Dice, pixel accuracy, boundary IoU
     (and COCO mask AP with --prompt box), one row per degradation, then Degrade / Clear / Average.
@@ -80,6 +107,7 @@ def eval_command(
     """
     console = Console(soft_wrap=True)  # long paths in notes stay on one line
     require_output_dir(out)
+    parallel = pop_parallel(parallel_params)
     specs = [ModelSpec.parse(text) for text in models]
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names):
@@ -99,25 +127,18 @@ def eval_command(
         console.print(f"[yellow]{escape(entry['dataset'])}: skipped ({escape(entry['reason'])})[/yellow]")
 
     settings = EvalSettings(prompt_type, limit, device, precision, batch_size, fresh)
-    images = sum(count_images(d.reader(c), limit) for d in datasets for c in d.conditions())
-    if not images:
+    failed = FailedImages(Console(stderr=True, soft_wrap=True))
+    plan = EvalPlan(datasets, prompts, limit, failed)  # draws every image's prompts, before any split
+    if not plan.items and not plan.failures:
         report_empty(f"{data}: no images to evaluate", allow_empty)
         return
-    total = images * len(specs)
-    failed = FailedImages(Console(stderr=True, soft_wrap=True))
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("evaluating", total=total)
-        results = evaluate(
-            specs,
-            datasets,
-            prompts,
-            out / "cache",
-            settings,
-            on_image=lambda model: progress.update(task, advance=1, description=model),
-            on_note=lambda note: progress.console.print(f"[yellow]{escape(note)}[/yellow]"),
-            on_failure=failed,
-        )
+    if parallel.launched:
+        results = _launch(console, parallel, models, specs, plan, out, settings, failed)
+    else:
+        results = _evaluate(console, parallel, specs, plan, out, settings, failed)
+    if results is None:
+        report_failures(click.get_current_context(), failed.messages, len(plan.items) + plan.failures)
+        return
 
     with_ap = prompt_type == "box"
     metrics = table_metrics(with_ap)
@@ -145,4 +166,49 @@ def eval_command(
         console.print(f"Wrote {len(charts)} bar charts to {out / 'charts'}")
     except ImportError:
         console.print("Bar charts skipped: matplotlib is not installed (pip install 'robustsam[plot]').", markup=False)
-    report_failures(click.get_current_context(), failed.messages, images)
+    report_failures(click.get_current_context(), failed.messages, len(plan.items) + plan.failures)
+
+
+def _evaluate(console: Console, parallel: Parallel, specs: list[ModelSpec], plan: EvalPlan, out: Path,
+              settings: EvalSettings, failed: FailedImages) -> Optional[Results]:
+    """Evaluates here (all images, or those of --shard); the results to report, or None for a shard
+    that is not the last to finish."""
+    items = plan_part(plan, parallel.shard)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("evaluating", total=len(items) * len(specs))
+        results = evaluate(
+            specs,
+            plan,
+            out / CACHE_DIR,
+            settings,
+            on_image=lambda model: progress.update(task, advance=1, description=model),
+            on_note=lambda note: progress.console.print(f"[yellow]{escape(note)}[/yellow]"),
+            on_failure=failed,
+            items=items,
+            part=None if parallel.shard is None else parallel.shard.name,
+        )
+    if parallel.shard is None:
+        return results
+    if not mark_done(out, parallel.shard, {"images": len(items)}):
+        console.print(f"Shard {parallel.shard.index}/{parallel.shard.count}: {len(items)} images evaluated; "
+                      "the last shard to finish writes the results")
+        return None
+    return collect_results(specs, plan, out / CACHE_DIR, settings, failed)
+
+
+def _launch(console: Console, parallel: Parallel, models: tuple[str, ...], specs: list[ModelSpec], plan: EvalPlan,
+            out: Path, settings: EvalSettings, failed: FailedImages) -> Optional[Results]:
+    """Evaluates in torchrun workers, which take this process's prompts; the merged results on node 0."""
+    require_checkpoints(specs)
+    state = out / STATE_DIR / "launch"
+    plan.prompts.save(state / "prompts.json")
+    cuda = resolve_device(settings.device).type == "cuda"
+    parts = launch("eval", "core.parallel.eval_shards:eval_worker",
+                   eval_job(list(models), plan, state / "prompts.json", out, settings, cuda), state, parallel.nodes)
+    for note in dict.fromkeys(note for part in parts for note in part["notes"]):
+        console.print(f"[yellow]{escape(note)}[/yellow]")
+    if parallel.nodes.node_rank != 0:
+        console.print(f"Node {parallel.nodes.node_rank}: done; node 0 writes the results")
+        return None
+    return collect_results(specs, plan, out / CACHE_DIR, settings, failed)

@@ -4,6 +4,7 @@ for all workers of a launched job."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import click
@@ -11,7 +12,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 
 from core.errors import InputError
-from core.parallel import Nodes, Shard, parse_shard
+from core.parallel import Nodes, Shard, WorkerError, launch_function, parse_shard
+
+from .defaults import console
 
 PARALLEL_OPTIONS = ("gpus", "nnodes", "node_rank", "master_addr", "master_port", "shard")
 
@@ -69,3 +72,14 @@ def job_progress(name: str, stderr_console: Any) -> tuple[Progress, Callable[[in
         progress.update(task, completed=done, total=total or None)
 
     return progress, update
+
+
+def launch(name: str, function: str, kwargs: dict[str, Any], state_dir: Path, nodes: Nodes) -> list[dict[str, Any]]:
+    """Runs `function` ("module:name") in torchrun workers under one progress bar and returns this
+    node's worker results; a failed worker fails the command with its error line (exit 1)."""
+    progress, update = job_progress(name, console(stderr=True))
+    try:
+        with progress:
+            return launch_function(function, kwargs, state_dir, nodes, update)
+    except WorkerError as error:
+        raise click.ClickException(str(error)) from None

@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import json
-import warnings
+import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import click
-import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from core.model.build import build_robustsam
-from core.model.checkpoint import RobustModulesUninitialized
 from core.device import resolve_device
-from core.errors import InputError, per_image
-from core.data.io import atomic_path, read_image, require_output_dir
-from priors.data import collect_images, prior_files
-from priors.generate import PRIOR_GENERATOR_DEFAULTS, PriorGenerator, write_prior
+from core.errors import InputError
+from core.data.io import atomic_path, require_output_dir
+from priors.data import collect_images
+from priors.generate import PRIOR_GENERATOR_DEFAULTS, PriorGenerator
+from priors.run import add_prior_summaries, generate_priors, prior_part, sam_path_quiet
 
 from .defaults import apply_amg_defaults, checkpoint_or_default, console, named_checkpoint
-from .outcome import FailedImages, allow_empty_option, report_empty, report_failures
+from .outcome import allow_empty_option, print_error, report_empty, report_failures
+from .parallel import launch, parallel_options, pop_parallel
 
 MANIFEST = "prior.json"
 
@@ -55,9 +55,7 @@ def build_generator(options: dict[str, Any], device: str) -> PriorGenerator:
     checkpoint = checkpoint_or_default(options["checkpoint"])
     sam_checkpoint = named_checkpoint(options["sam_checkpoint"])
     robust = options["mode"] == "robust"
-    with warnings.catch_warnings():
-        if not robust:  # SAM's own path never uses the robust modules
-            warnings.simplefilter("ignore", RobustModulesUninitialized)
+    with sam_path_quiet(robust):
         model = build_robustsam(options["model_type"], checkpoint, sam_checkpoint=sam_checkpoint, device=resolve_device(device))
     return PriorGenerator(model, robust=robust, **generator_settings(options))
 
@@ -97,6 +95,7 @@ def _write_manifest(output: Path, manifest: dict[str, Any]) -> None:
 @click.option("--strict", is_flag=True, help="A prior with a single segment (no mask found) is an error (exit 2), not a warning.")
 @allow_empty_option
 @segmenter_options
+@parallel_options
 @click.pass_context
 def prior(ctx: click.Context, images: tuple[Path, ...], output: Path, task: str, pattern: str, features: bool, device: str,
           overwrite: bool, strict: bool, allow_empty: bool, **options: Any) -> None:
@@ -107,6 +106,7 @@ def prior(ctx: click.Context, images: tuple[Path, ...], output: Path, task: str,
     the image, 'gray_values': their gray values), with --features NAME.features.npz ('embedding',
     'early_feature'). Images whose files exist are skipped, so an interrupted run resumes.
     """
+    parallel = pop_parallel(options)
     require_output_dir(output)
     entries = collect_images(images, pattern)
     if not entries:
@@ -125,32 +125,39 @@ def prior(ctx: click.Context, images: tuple[Path, ...], output: Path, task: str,
     generator = build_generator(options, device)
     _write_manifest(output, manifest)
 
-    def done(files: dict[str, Path]) -> bool:
-        wanted = ["gray"] + (["segments"] if task == "deblur" else []) + (["features"] if features else [])
-        return all(files[key].is_file() for key in wanted)
+    def warn_single(path: str, printer: Callable[..., None]) -> None:
+        printer(f"Warning: {path}: one segment covers the image (no mask found); "
+                f"lower --pred-iou-thresh (now {options['pred_iou_thresh']:g}) or --stability-score-thresh "
+                f"(now {options['stability_score_thresh']:g})", markup=False, highlight=False)
 
-    single: list[str] = []
-    written = skipped = 0
-    with progress_bar() as bar:
-        failures = FailedImages(bar.console)
-        job = bar.add_task("priors", total=len(entries))
-        for name, path in entries:
-            files = prior_files(output, name)
-            if not overwrite and done(files):
-                skipped += 1
-            else:
-                with per_image(failures):
-                    result = generator(read_image(path), partition=task == "deblur", features=features)
-                    write_prior(files, result)
-                    written += 1
-                    if len(np.unique(result.gray)) <= 1:
-                        single.append(str(path))
-                        bar.console.print(f"Warning: {path}: one segment covers the image (no mask found); "
-                                          f"lower --pred-iou-thresh (now {options['pred_iou_thresh']:g}) or --stability-score-thresh "
-                                          f"(now {options['stability_score_thresh']:g})", markup=False, highlight=False)
-            bar.advance(job)
+    if parallel.launched:
+        del generator  # each worker builds its own on its device
+        with tempfile.TemporaryDirectory(prefix="robustsam-prior-") as state:  # no junk folder among the priors
+            work = dict(build=dict(model_type=options["model_type"], checkpoint=str(checkpoint), cuda=resolve_device(device).type == "cuda",
+                                  sam_checkpoint=options["sam_checkpoint"] and str(named_checkpoint(options["sam_checkpoint"]))),
+                       robust=options["mode"] == "robust", settings=generator_settings(options), images=[str(image) for image in images],
+                       pattern=pattern, output=str(output), task=task, features=features, overwrite=overwrite)
+            summary = add_prior_summaries(launch("priors", "priors.run:prior_worker", work, Path(state), parallel.nodes))
+        for failure in summary.failures:
+            print_error(console(stderr=True), failure)
+        for path in summary.single:
+            warn_single(path, console(stderr=True).print)
+    else:
+        entries = prior_part(entries, parallel.shard)
+        with progress_bar() as bar:
+            job = bar.add_task("priors", total=len(entries))
+
+            def report(path: Path, error: Optional[str], single: bool) -> None:
+                if error is not None:
+                    print_error(bar.console, error)
+                if single:
+                    warn_single(str(path), bar.console.print)
+                bar.advance(job)
+
+            summary = generate_priors(generator, entries, output, task, features, overwrite, report)
+    single, failures = summary.single, summary.failures
     single_note = f", {len(single)} a single segment" if single else ""
-    click.echo(f"{written} written, {skipped} already there, {len(failures.messages)} failed{single_note} -> {output}", err=True)
+    click.echo(f"{summary.written} written, {summary.skipped} already there, {len(failures)} failed{single_note} -> {output}", err=True)
     if strict and single:
         raise InputError(f"{single[0]}: one segment covers the image (--strict)" + (f" (and {len(single) - 1} more)" if len(single) > 1 else ""))
-    report_failures(ctx, failures.messages, len(entries))
+    report_failures(ctx, failures, len(entries))

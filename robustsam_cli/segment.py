@@ -13,12 +13,11 @@ from rich.text import Text
 
 from core import MODEL_CONFIGS, build_robustsam, resolve_device
 from core.inference.segment import ImageResult, SegmentSummary, prepare_run
-from core.parallel import WorkerError, add_summaries, launch_function, run_shard, shard_run
-from core.parallel.segment_shards import STATE_DIR
+from core.parallel import STATE_DIR, add_summaries, run_shard, shard_run
 
-from .parallel import Parallel, job_progress, parallel_options, pop_parallel
+from .parallel import Parallel, launch, parallel_options, pop_parallel
 from .outcome import allow_empty_option, print_error, report_empty, report_failures
-from .defaults import apply_amg_defaults, checkpoint_or_default, console, named_checkpoint, no_leftover_folder
+from .defaults import apply_amg_defaults, checkpoint_or_default, console, named_checkpoint
 
 # Flags of segment-anything's scripts/amg.py, as SamAutomaticMaskGenerator keyword arguments.
 _UNIT = click.FloatRange(0.0, 1.0)
@@ -253,14 +252,9 @@ def segment(
 def _launch(ctx: click.Context, parallel: Parallel, inputs: tuple[str, ...], output_dir: Path, allow_empty: bool, strict: bool,
             build: dict[str, Any], options: dict[str, Any]) -> None:
     """Runs the job in torchrun workers under one progress bar; a failed worker fails the command."""
-    progress, update = job_progress("segment", console(stderr=True))
-    try:
-        with progress:
-            results = launch_function("core.parallel.segment_shards:segment_worker",
-                                      dict(build=build, inputs=list(inputs), output_dir=str(output_dir), options=options),
-                                      output_dir / STATE_DIR / "launch", parallel.nodes, update)
-    except WorkerError as error:
-        raise click.ClickException(str(error)) from None
+    results = launch("segment", "core.parallel.segment_shards:segment_worker",
+                     dict(build=build, inputs=list(inputs), output_dir=str(output_dir), options=options),
+                     output_dir / STATE_DIR / "launch", parallel.nodes)
     summary = add_summaries(results)
     if not summary.images + summary.skipped + len(summary.failures):
         report_empty(f"{', '.join(inputs)}: no images to segment", allow_empty)

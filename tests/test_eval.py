@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 
 import core
-import train.evaluate
+import core.evaluation.protocol
 from core.model.checkpoint import is_robust_key
 from core.errors import InputError
 from core.evaluation.metrics import ApInstance, boundary_iou, dice, encode_rle, iou, mask_ap, pixel_accuracy
@@ -209,7 +209,7 @@ def test_eval_resumes_from_cache_and_replays_prompts(workspace, tmp_path, monkey
         raise AssertionError("the cache should have answered")
 
     with monkeypatch.context() as patch:
-        patch.setattr(train.evaluate, "load_predictor", no_model)
+        patch.setattr(core.evaluation.protocol, "load_predictor", no_model)
         again = _run("--data", data, "--model", model, "--limit", 1, "--out", tmp_path / "first")
     assert again.exit_code == 0, again.output
     assert json.loads((tmp_path / "first" / "results.json").read_text())["tables"] == tables

@@ -8,7 +8,6 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
 from core.data.photo_scenes import HELD_OUT_PHOTOS, PHOTO_SPLITS, TRAIN_PHOTOS, make_photo_scene

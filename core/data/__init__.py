@@ -2,6 +2,7 @@
 
 from .datasets import (
     IMAGE_EXTENSIONS,
+    AnnotatedReader,
     CocoInstancesDataset,
     ManifestDataset,
     MaskFolderDataset,
@@ -23,6 +24,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "SCENE_STYLES",
     "TRAIN_STYLES",
+    "AnnotatedReader",
     "CocoInstancesDataset",
     "ManifestDataset",
     "MaskFolderDataset",

@@ -42,6 +42,13 @@ class SampleReader(Protocol):
     def __getitem__(self, index: int) -> Sample: ...
 
 
+class AnnotatedReader(SampleReader, Protocol):
+    """A SampleReader that also gives a sample's name and (M, H, W) bool masks without decoding its
+    image (evaluation plans a run with them)."""
+
+    def annotation(self, index: int) -> tuple[str, np.ndarray]: ...
+
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 CLEAR = "clear"
 MASKS = "masks"
@@ -175,6 +182,10 @@ class RobustSegSplit:
     def __len__(self) -> int:
         return len(self.clear_paths)
 
+    def annotation(self, index: int) -> tuple[str, np.ndarray]:
+        index = _check_index(index, len(self))
+        return self.clear_paths[index].stem, read_mask_array(self.mask_paths[index])
+
     def __getitem__(self, index: int) -> Sample:
         index = _check_index(index, len(self))
         image = read_image(self.image_paths[index])
@@ -205,6 +216,10 @@ class MaskFolderDataset:
 
     def __len__(self) -> int:
         return len(self.image_paths)
+
+    def annotation(self, index: int) -> tuple[str, np.ndarray]:
+        index = _check_index(index, len(self))
+        return self.image_paths[index].stem, read_mask_image(self.mask_paths[index])
 
     def __getitem__(self, index: int) -> Sample:
         index = _check_index(index, len(self))
@@ -243,14 +258,19 @@ class CocoInstancesDataset:
         """Category id of each mask of sample `index`."""
         return [a["category_id"] for a in self.annotations[self.images[_check_index(index, len(self))]["id"]]]
 
-    def __getitem__(self, index: int) -> Sample:
+    def annotation(self, index: int) -> tuple[str, np.ndarray]:
         record = self.images[_check_index(index, len(self))]
-        image = read_image(self.image_dir / record["file_name"])
         try:
             masks = np.stack([self.coco.annToMask(a).astype(bool) for a in self.annotations[record["id"]]])
         except (ValueError, KeyError, TypeError, IndexError) as error:
             raise InputError(f"{self.annotation_path}: bad segmentation for image {record['file_name']} ({error})") from None
-        return _checked_sample(Path(record["file_name"]).stem, image, masks, self.annotation_path)
+        return Path(record["file_name"]).stem, masks
+
+    def __getitem__(self, index: int) -> Sample:
+        record = self.images[_check_index(index, len(self))]
+        image = read_image(self.image_dir / record["file_name"])
+        name, masks = self.annotation(index)
+        return _checked_sample(name, image, masks, self.annotation_path)
 
 
 class ManifestDataset:
@@ -295,6 +315,10 @@ class ManifestDataset:
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    def annotation(self, index: int) -> tuple[str, np.ndarray]:
+        entry = self.entries[_check_index(index, len(self))]
+        return entry["name"], read_masks(entry["masks"])
 
     def __getitem__(self, index: int) -> Sample:
         entry = self.entries[_check_index(index, len(self))]
@@ -354,7 +378,7 @@ class DatasetSpec:
             return [CLEAR] * (CLEAR in found) + [c for c in found if c != CLEAR]
         return [CLEAR]
 
-    def reader(self, condition: str) -> SampleReader:
+    def reader(self, condition: str) -> AnnotatedReader:
         """The sequence of Samples of one condition."""
         if self.format == "robustseg":
             path = self.paths["path"]

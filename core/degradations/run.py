@@ -63,7 +63,8 @@ def _checked_masks(source: Path, size: tuple[int, int]) -> np.ndarray:
 
 
 class DegradeRun:
-    """A planned run over `jobs`; `failures` holds the images refused while planning."""
+    """A planned run over `jobs`, written `batch_size` images at a time (`chunks`); `failures` holds
+    the images refused while planning."""
 
     def __init__(
         self,
@@ -88,6 +89,8 @@ class DegradeRun:
         self.overwrite = overwrite
         self.failures = list(failures)
         self.with_masks = any(job.mask_source is not None for job in self.jobs)
+        # A shard of the run keeps whole chunks, so its batches (and their float sums) are these.
+        self.chunks = [self.jobs[start : start + batch_size] for start in range(0, len(self.jobs), batch_size)]
 
     @property
     def folders(self) -> list[str]:
@@ -98,8 +101,7 @@ class DegradeRun:
         """Writes every missing output; `on_progress(n, failures)` after each chunk of n images,
         with the one-line errors of the images of that chunk that could not be decoded."""
         summary = DegradeSummary(self.folders, failures=list(self.failures))
-        for start in range(0, len(self.jobs), self.batch_size):
-            chunk = self.jobs[start : start + self.batch_size]
+        for chunk in self.chunks:
             known = len(summary.failures)
             self._chunk(chunk, summary)
             if on_progress is not None:

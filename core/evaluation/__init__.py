@@ -1,4 +1,5 @@
-"""Measuring masks: IoU, Dice, boundary IoU, COCO AP, and the published evaluation prompts."""
+"""Measuring masks: IoU, Dice, boundary IoU, COCO AP, the published evaluation prompts, and the
+evaluation protocol (`evaluate`: models side by side, one table per dataset) with its reports."""
 
 from .metrics import (
     ApInstance,
@@ -13,21 +14,67 @@ from .metrics import (
     mask_ap,
     pixel_accuracy,
 )
-from .prompt_sampling import ObjectPrompt, PromptBook, sample_prompts
+from .prompt_sampling import NUM_POINTS, PROMPT_TYPES, ObjectPrompt, PromptBook, sample_prompts
+from .protocol import (
+    CACHE_DIR,
+    METRIC_LABELS,
+    EvalItem,
+    EvalPlan,
+    EvalSettings,
+    ImageResult,
+    ModelSpec,
+    ResultCache,
+    Row,
+    Table,
+    build_tables,
+    collect_results,
+    count_images,
+    evaluate,
+    load_predictor,
+    require_checkpoints,
+    table_metrics,
+)
+from .report import last_condition, markdown, results_document, row_cells, write_charts, write_json, write_text
 
 __all__ = [
+    "CACHE_DIR",
+    "METRIC_LABELS",
+    "NUM_POINTS",
+    "PROMPT_TYPES",
     "ApInstance",
+    "EvalItem",
+    "EvalPlan",
+    "EvalSettings",
+    "ImageResult",
+    "ModelSpec",
     "ObjectPrompt",
     "PromptBook",
+    "ResultCache",
+    "Row",
+    "Table",
     "batch_boundary_iou",
     "batch_dice",
     "batch_iou",
     "batch_pixel_accuracy",
     "boundary_iou",
+    "build_tables",
+    "collect_results",
+    "count_images",
     "dice",
     "encode_rle",
+    "evaluate",
     "iou",
+    "last_condition",
+    "load_predictor",
+    "markdown",
     "mask_ap",
     "pixel_accuracy",
+    "require_checkpoints",
+    "results_document",
+    "row_cells",
     "sample_prompts",
+    "table_metrics",
+    "write_charts",
+    "write_json",
+    "write_text",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Optional
+from typing import Optional
 
 import torch
 from segment_anything import SamPredictor

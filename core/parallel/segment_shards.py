@@ -8,41 +8,27 @@ are joined in job order, so the files do not depend on the split.
 from __future__ import annotations
 
 import copy
-import json
 import os
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-import torch
-
-from ..data.io import atomic_path, read_image_size
-from ..errors import InputError
 from ..inference.mask_writers import ImageJob
 from ..inference.segment import ImageResult, SegmentRun, SegmentSummary, prepare_run
-from .shard import Shard, assign_shards
-
-STATE_DIR = ".parallel"
+from .job import counter, image_area, mark_done, worker_model
+from .shard import Shard, shard_items
 
 
 def job_weights(jobs: Sequence[ImageJob]) -> list[float]:
     """Work per job: image area (from the file header) x number of prompts (1 for segment-everything)."""
-    weights = []
-    for job in jobs:
-        try:
-            height, width = read_image_size(job.path)
-        except InputError:
-            height = width = 1  # fails fast in the run
-        weights.append(float(height * width * max(1, len(job.prompts or ()))))
-    return weights
+    return [image_area(job.path) * max(1, len(job.prompts or ())) for job in jobs]
 
 
 def shard_run(run: SegmentRun, shard: Shard) -> SegmentRun:
     """The part of `run` that `shard` does: its jobs' pending and done lists (all jobs kept for merging)."""
-    owner = dict(zip((job.key for job in run.jobs), assign_shards(job_weights(run.jobs), shard.count)))
+    mine = {job.key for job in shard_items(run.jobs, job_weights(run.jobs), shard)}
     part = copy.copy(run)
-    part.pending = [job for job in run.pending if owner[job.key] == shard.index]
-    part.done = [job for job in run.done if owner[job.key] == shard.index]
+    part.pending = [job for job in run.pending if job.key in mine]
+    part.done = [job for job in run.done if job.key in mine]
     return part
 
 
@@ -51,10 +37,7 @@ def run_shard(run: SegmentRun, shard: Shard, output_dir: str | os.PathLike,
     """Runs `shard`'s part of `run`, marks it done, and merges (COCO results) once every shard of
     its count is done. Returns the shard's summary and whether this call merged."""
     summary = shard_run(run, shard).run(on_image, finish=False)
-    state = Path(output_dir) / STATE_DIR
-    with atomic_path(state / f"done-{shard.name}.json") as tmp:
-        tmp.write_text(json.dumps(asdict(summary)), encoding="utf-8")
-    complete = all((state / f"done-{index}-of-{shard.count}.json").is_file() for index in range(shard.count))
+    complete = mark_done(output_dir, shard, asdict(summary))
     if complete:
         run.finish()
     return summary, complete
@@ -63,22 +46,9 @@ def run_shard(run: SegmentRun, shard: Shard, output_dir: str | os.PathLike,
 def segment_worker(shard: Shard, progress: Callable[[int, int], None], build: dict[str, Any],
                    inputs: list[str], output_dir: str, options: dict[str, Any]) -> dict[str, Any]:
     """torchrun entry: builds the model on this rank's device and runs its shard; returns the summary."""
-    from ..model.build import build_robustsam
-
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    device = torch.device(f"cuda:{local}") if build.pop("cuda", False) else torch.device("cpu")
-    model = build_robustsam(build["model_type"], build["checkpoint"], sam_checkpoint=build["sam_checkpoint"], device=device)
-    run = prepare_run(model, inputs, output_dir, **options)
-    part = shard_run(run, shard)
-    done = 0
-    progress(done, len(part.pending))
-
-    def count(result: ImageResult) -> None:
-        nonlocal done
-        done += 1
-        progress(done, len(part.pending))
-
-    summary, _ = run_shard(run, shard, output_dir, count)
+    run = prepare_run(worker_model(build), inputs, output_dir, **options)
+    advance = counter(progress, len(shard_run(run, shard).pending))
+    summary, _ = run_shard(run, shard, output_dir, lambda result: advance())
     return asdict(summary)
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import heapq
 import os
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional, Sequence, TypeVar
 
 from ..errors import InputError
+
+Item = TypeVar("Item")
 
 
 @dataclass(frozen=True)
@@ -53,3 +55,11 @@ def assign_shards(weights: Sequence[float], count: int) -> list[int]:
         owner[item] = shard
         heapq.heappush(loads, (load + weights[item], shard))
     return owner
+
+
+def shard_items(items: Sequence[Item], weights: Sequence[float], shard: Optional[Shard]) -> list[Item]:
+    """The items, in order, that `shard` does by `assign_shards(weights)`; all of them for None."""
+    if shard is None:
+        return list(items)
+    owners = assign_shards(weights, shard.count)
+    return [item for item, owner in zip(items, owners) if owner == shard.index]

@@ -8,9 +8,8 @@ import math
 from pathlib import Path
 from typing import Any, Optional
 
-from core.data.io import atomic_path
-
-from .evaluate import METRIC_LABELS, Row, Table
+from ..data.io import atomic_path
+from .protocol import METRIC_LABELS, Row, Table
 
 
 def _format(value: float) -> str:

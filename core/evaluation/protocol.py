@@ -2,7 +2,9 @@
 
 Each image is encoded once per model and all its objects are decoded from that embedding, one
 prompt (3 positive points, or the box) per ground-truth object, single-mask output. Per-image
-results go to an append-only cache per model so an interrupted run resumes where it stopped.
+results go to an append-only cache per model so an interrupted run resumes where it stopped; a
+run split over shards (`core.parallel`) evaluates each shard's part of the `EvalPlan` into that
+part's cache, and `collect_results` merges the parts.
 Tables have one row per degradation, then "Degrade" (mean over the degradation rows), "Clear"
 and "Average" (mean over all condition rows), as in the paper's Tables 2-6.
 """
@@ -21,12 +23,13 @@ from typing import Any, Callable, Iterable, Optional
 import numpy as np
 import torch
 
-from core import RobustPredictor, build_robustsam
-from core.model.checkpoint import RobustModulesUninitialized
-from core.model.default_model import default_checkpoint
-from core.data.datasets import CLEAR, DatasetSpec, Sample, SampleReader
-from core.errors import InputError, OnFailure, per_image
-from core.evaluation.metrics import (
+from ..data.datasets import CLEAR, AnnotatedReader, DatasetSpec, Sample, SampleReader
+from ..errors import InputError, OnFailure, per_image
+from ..inference.predictor import RobustPredictor
+from ..model.build import build_robustsam
+from ..model.checkpoint import RobustModulesUninitialized
+from ..model.default_model import default_checkpoint
+from .metrics import (
     AP_KEYS,
     ApInstance,
     batch_boundary_iou,
@@ -36,7 +39,7 @@ from core.evaluation.metrics import (
     encode_rle,
     mask_ap,
 )
-from core.evaluation.prompt_sampling import PROMPT_TYPES, ObjectPrompt, PromptBook
+from .prompt_sampling import PROMPT_TYPES, ObjectPrompt, PromptBook
 
 MASK_METRICS = ("iou", "dice", "pixel_accuracy", "boundary_iou")
 METRIC_LABELS = {
@@ -55,6 +58,9 @@ _MODEL_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 # Boundary IoU needs int32 working arrays of the full image size; bound them per call.
 _BOUNDARY_CHUNK = 8
 DEFAULT_MODEL = "default"
+# A run's folder holds CACHE_DIR/<model>.jsonl, and CACHE_DIR/PARTS/<K>-of-<N>/<model>.jsonl when split.
+CACHE_DIR = "cache"
+PARTS = "parts"
 
 
 @dataclass(frozen=True)
@@ -116,52 +122,78 @@ def _prompt_digest(prompt_type: str, prompts: list[Optional[ObjectPrompt]]) -> s
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
+def _cache_header(fingerprint: dict[str, Any]) -> str:
+    return json.dumps({"fingerprint": fingerprint}, sort_keys=True)
+
+
+def _first_line(path: Path) -> Optional[str]:
+    if not path.is_file():
+        return None
+    with path.open() as handle:
+        return handle.readline().rstrip("\n")
+
+
+def _cached_result(record: Optional[dict[str, Any]], digest: str) -> Optional[ImageResult]:
+    """The ImageResult of a cache record made with prompts of this digest, else None (also for a
+    recorded failure, so that a later run tries the image again)."""
+    if record is None or record["prompts"] != digest or "error" in record:
+        return None
+    return ImageResult(record["metrics"], record["scores"], record["ap_instances"])
+
+
+def read_cached(folder: Path, model: str, fingerprint: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """The records of every cache file of `model` under `folder` (the one-process file and each
+    part's) with this fingerprint, by (dataset, condition, image); the newest file wins a tie."""
+    header = _cache_header(fingerprint)
+    paths = [path for path in [folder / f"{model}.jsonl", *folder.glob(f"{PARTS}/*/{model}.jsonl")] if path.is_file()]
+    records: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for path in sorted(paths, key=lambda path: (path.stat().st_mtime_ns, str(path))):
+        lines = path.read_text().splitlines()
+        if not lines or lines[0] != header:
+            continue
+        for line in lines[1:]:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # cut short by an interruption, or being appended by another part now
+            records[(record["dataset"], record["condition"], record["image"])] = record
+    return records
+
+
 class ResultCache:
     """Append-only JSON-lines cache of one model's per-image results.
 
     The first line fingerprints the model (checkpoint file, path, precision); a cache with another
     fingerprint is discarded. Each later line holds one image; a line cut short by an interruption
-    is ignored, so appending (rather than rewriting the whole file per image) is safe. Nothing is
-    written before the first result: a run refused before its first image leaves no file behind.
+    is ignored, so appending (rather than rewriting the whole file per image) is safe. A run split
+    into parts appends to `folder/parts/<part>/<model>.jsonl` only and reads every part's file.
+    Nothing is written before the first record: a run refused before its first image leaves no file.
+    An image that could not be read is recorded as a failure, which a later run tries again.
     """
 
-    def __init__(self, path: Path, fingerprint: dict[str, Any], fresh: bool = False) -> None:
-        self.path = path
-        self.records: dict[tuple[str, str, str], dict[str, Any]] = {}
-        header = json.dumps({"fingerprint": fingerprint}, sort_keys=True)
-        lines = [] if fresh or not path.is_file() else path.read_text().splitlines()
-        self._new_header: Optional[str] = None  # written with the first result
-        if lines and lines[0] == header:
-            for line in lines[1:]:
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                self.records[(record["dataset"], record["condition"], record["image"])] = record
-        else:
-            self._new_header = header
+    def __init__(self, folder: Path, model: str, fingerprint: dict[str, Any], fresh: bool = False, part: Optional[str] = None) -> None:
+        self.path = folder / f"{model}.jsonl" if part is None else folder / PARTS / part / f"{model}.jsonl"
+        self.records = {} if fresh else read_cached(folder, model, fingerprint)
+        self._header = _cache_header(fingerprint)
+        self._restart = fresh or _first_line(self.path) != self._header  # rewritten with the first record
 
     def get(self, dataset: str, condition: str, image: str, digest: str) -> Optional[ImageResult]:
-        record = self.records.get((dataset, condition, image))
-        if record is None or record["prompts"] != digest:
-            return None
-        return ImageResult(record["metrics"], record["scores"], record["ap_instances"])
+        return _cached_result(self.records.get((dataset, condition, image)), digest)
 
     def put(self, dataset: str, condition: str, image: str, digest: str, result: ImageResult) -> None:
-        record = {
-            "dataset": dataset,
-            "condition": condition,
-            "image": image,
-            "prompts": digest,
-            "metrics": result.metrics,
-            "scores": result.scores,
-            "ap_instances": result.ap_instances,
-        }
-        self.records[(dataset, condition, image)] = record
-        if self._new_header is not None:
+        self._append({"dataset": dataset, "condition": condition, "image": image, "prompts": digest,
+                      "metrics": result.metrics, "scores": result.scores, "ap_instances": result.ap_instances})
+
+    def put_failure(self, dataset: str, condition: str, image: str, digest: str, error: str) -> None:
+        """Records that the image could not be read (`error`: its one-line message)."""
+        self._append({"dataset": dataset, "condition": condition, "image": image, "prompts": digest, "error": error})
+
+    def _append(self, record: dict[str, Any]) -> None:
+        self.records[(record["dataset"], record["condition"], record["image"])] = record
+        if self._restart:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(self._new_header + "\n")
-            self._new_header = None
+            self.path.write_text(self._header + "\n")
+            self._restart = False
         with self.path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
 
@@ -176,6 +208,13 @@ def model_fingerprint(spec: ModelSpec, precision: str) -> dict[str, Any]:
         "robust": spec.robust,
         "precision": precision,
     }
+
+
+def require_checkpoints(models: list[ModelSpec]) -> None:
+    """InputError for the first model whose checkpoint file does not exist."""
+    for spec in models:
+        if not spec.checkpoint.is_file():
+            raise InputError(f"{spec.checkpoint}: no such checkpoint file")
 
 
 def load_predictor(spec: ModelSpec, device: str, precision: str) -> tuple[RobustPredictor, Optional[str]]:
@@ -266,17 +305,63 @@ class EvalSettings:
 Results = dict[str, dict[tuple[str, str], dict[str, ImageResult]]]
 
 
+@dataclass(frozen=True)
+class EvalItem:
+    """One image of a run: its dataset and condition, index in that condition's reader, name, and
+    work (pixels x prompted objects), by which a split into shards is balanced."""
+
+    dataset: str
+    condition: str
+    index: int
+    name: str
+    weight: float
+
+
+class EvalPlan:
+    """Every image a run evaluates, in table order, its prompts drawn into `prompts` while planning
+    (from the masks alone, before any split): however the items are split, each image gets the
+    prompts and the place in the tables that one process gives it. An image whose masks cannot be
+    read goes to `on_failure` and is left out (`failures` counts them); without it, InputError.
+    """
+
+    def __init__(self, datasets: list[DatasetSpec], prompts: PromptBook, limit: Optional[int] = None,
+                 on_failure: OnFailure = None) -> None:
+        self.datasets = list(datasets)
+        self.prompts = prompts
+        self.readers: dict[tuple[str, str], AnnotatedReader] = {
+            (dataset.name, condition): dataset.reader(condition) for dataset in self.datasets for condition in dataset.conditions()
+        }
+        self.items: list[EvalItem] = []
+        self.failures = 0
+        for (dataset, condition), reader in self.readers.items():
+            for index in range(count_images(reader, limit)):
+                annotation = None
+                with per_image(on_failure):
+                    annotation = reader.annotation(index)
+                if annotation is None:
+                    self.failures += 1
+                    continue
+                name, masks = annotation
+                objects = sum(prompt is not None for prompt in prompts.prompts_for(dataset, name, masks))
+                self.items.append(EvalItem(dataset, condition, index, name, float(masks[0].size * max(1, objects)) if len(masks) else 1.0))
+
+    def object_prompts(self, item: EvalItem) -> list[Optional[ObjectPrompt]]:
+        return self.prompts.entries[item.dataset][item.name]
+
+
 def evaluate(
     models: list[ModelSpec],
-    datasets: list[DatasetSpec],
-    prompts: PromptBook,
+    plan: EvalPlan,
     cache_dir: Path,
     settings: EvalSettings,
     on_image: Callable[[str], None] = lambda model: None,
     on_note: Callable[[str], None] = lambda note: None,
     on_failure: OnFailure = None,
+    items: Optional[list[EvalItem]] = None,
+    part: Optional[str] = None,
 ) -> Results:
-    """Evaluates each model in turn on every condition of every dataset, with the prompts of `prompts`.
+    """Evaluates each model in turn on the plan's images (or on `items` of it, as part `part` of
+    a split run, whose results go to that part's cache), with the plan's prompts.
 
     `on_image(model name)` is called after each image (for progress), `on_note` with remarks. An
     unreadable image or mask goes to `on_failure` and is left out of the results (without it,
@@ -286,44 +371,69 @@ def evaluate(
         raise InputError(f"--prompt: must be one of {', '.join(PROMPT_TYPES)}, not {settings.prompt_type!r}")
     device = str(settings.device)
     results: Results = {}
+    require_checkpoints(models)
     for spec in models:
-        if not spec.checkpoint.is_file():
-            raise InputError(f"{spec.checkpoint}: no such checkpoint file")
-    for spec in models:
-        cache = ResultCache(cache_dir / f"{spec.name}.jsonl", model_fingerprint(spec, settings.precision), settings.fresh)
+        cache = ResultCache(cache_dir, spec.name, model_fingerprint(spec, settings.precision), settings.fresh, part)
         predictor: Optional[RobustPredictor] = None
         per_model = results.setdefault(spec.name, {})
-        for dataset in datasets:
-            for condition in dataset.conditions():
-                reader = dataset.reader(condition)
+        for item in plan.items if items is None else items:
+            object_prompts = plan.object_prompts(item)
+            digest = _prompt_digest(settings.prompt_type, object_prompts)
+            result = cache.get(item.dataset, item.condition, item.name, digest)
+            if result is None:
+                if predictor is None:
+                    predictor, note = load_predictor(spec, device, settings.precision)
+                    if note:
+                        on_note(note)
+                reader = plan.readers[(item.dataset, item.condition)]
                 categories = getattr(reader, "categories", None)
-                images = per_model.setdefault((dataset.name, condition), {})
-                for index in range(count_images(reader, settings.limit)):
-                    sample = None
-                    with per_image(on_failure):
-                        sample = reader[index]
-                    if sample is None:
-                        on_image(spec.name)
-                        continue
-                    object_prompts = prompts.prompts_for(dataset.name, sample.name, sample.masks)
-                    digest = _prompt_digest(settings.prompt_type, object_prompts)
-                    result = cache.get(dataset.name, condition, sample.name, digest)
-                    if result is None:
-                        if predictor is None:
-                            predictor, note = load_predictor(spec, device, settings.precision)
-                            if note:
-                                on_note(note)
-                        result = score_image(
-                            predictor,
-                            sample,
-                            object_prompts,
-                            settings.prompt_type,
-                            settings.batch_size,
-                            categories(index) if categories is not None else None,
-                        )
-                        cache.put(dataset.name, condition, sample.name, digest, result)
-                    images[sample.name] = result
+                failed: list[str] = []
+                with per_image(None if on_failure is None else failed.append):
+                    sample = reader[item.index]
+                if failed:
+                    on_failure(failed[0])
+                    cache.put_failure(item.dataset, item.condition, item.name, digest, failed[0])
                     on_image(spec.name)
+                    continue
+                result = score_image(
+                    predictor,
+                    sample,
+                    object_prompts,
+                    settings.prompt_type,
+                    settings.batch_size,
+                    categories(item.index) if categories is not None else None,
+                )
+                cache.put(item.dataset, item.condition, item.name, digest, result)
+            per_model.setdefault((item.dataset, item.condition), {})[item.name] = result
+            on_image(spec.name)
+    return results
+
+
+def collect_results(models: list[ModelSpec], plan: EvalPlan, cache_dir: Path, settings: EvalSettings,
+                    on_failure: OnFailure = None) -> Results:
+    """The results of every image of the plan from the caches that the parts of a split run wrote,
+    in plan order, as one process's `evaluate` returns them. Images a part could not read go to
+    `on_failure` and are left out, as `evaluate` leaves them out.
+
+    Raises InputError naming the first image that no part has evaluated (never a partial merge).
+    """
+    results: Results = {}
+    for spec in models:
+        records = read_cached(cache_dir, spec.name, model_fingerprint(spec, settings.precision))
+        per_model = results.setdefault(spec.name, {})
+        for item in plan.items:
+            digest = _prompt_digest(settings.prompt_type, plan.object_prompts(item))
+            record = records.get((item.dataset, item.condition, item.name))
+            if record is not None and record["prompts"] == digest and "error" in record:
+                if on_failure is None:
+                    raise InputError(record["error"])
+                on_failure(record["error"])
+                continue
+            result = _cached_result(record, digest)
+            if result is None:
+                raise InputError(f"{cache_dir}: no result of {spec.name} for {item.dataset}/{item.condition}/{item.name}; "
+                                 "run the shards that have not finished")
+            per_model.setdefault((item.dataset, item.condition), {})[item.name] = result
     return results
 
 
