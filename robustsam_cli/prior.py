@@ -11,7 +11,7 @@ import click
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from core.model.build import build_robustsam
+from core.inference.loading import open_model
 from core.model.checkpoint import RobustModulesUninitialized
 from core.device import resolve_device
 from core.errors import InputError
@@ -58,7 +58,7 @@ def build_generator(options: dict[str, Any], device: str) -> PriorGenerator:
     with warnings.catch_warnings():
         if not robust:  # SAM's own path never uses the robust modules
             warnings.simplefilter("ignore", RobustModulesUninitialized)
-        model = build_robustsam(options["model_type"], checkpoint, sam_checkpoint=sam_checkpoint, device=resolve_device(device))
+        model = open_model(checkpoint, sam_checkpoint=sam_checkpoint, model_type=options["model_type"], device=resolve_device(device))
     return PriorGenerator(model, robust=robust, **generator_settings(options))
 
 

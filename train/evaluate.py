@@ -21,7 +21,8 @@ from typing import Any, Callable, Iterable, Optional
 import numpy as np
 import torch
 
-from core import RobustPredictor, build_robustsam
+from core import RobustPredictor
+from core.inference.loading import make_predictor, open_model
 from core.model.checkpoint import RobustModulesUninitialized
 from core.model.default_model import default_checkpoint
 from core.data.datasets import CLEAR, DatasetSpec, Sample, SampleReader
@@ -178,12 +179,12 @@ def load_predictor(spec: ModelSpec, device: str, precision: str) -> tuple[Robust
     (its robust modules would be untrained)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RobustModulesUninitialized)
-        model = build_robustsam(None, spec.checkpoint, device=device)
+        model = open_model(spec.checkpoint, device=device)  # RobustSAM/SAM or GleSAM: the file says
     untrained = any(issubclass(w.category, RobustModulesUninitialized) for w in caught)
     note = None
     if untrained and spec.robust:
         note = f"{spec.name}: {spec.checkpoint} has no RobustSAM modules; evaluating it on SAM's path"
-    return RobustPredictor(model, robust=spec.robust and not untrained, precision=precision), note
+    return make_predictor(model, robust=spec.robust and not untrained, precision=precision), note
 
 
 def predict_objects(

@@ -4,7 +4,9 @@ SAM's embedding channels by channel replication, with LoRA adapters through peft
 Recipe (GleSAM's released code, `models/sd_unifined_model_CRE_addlora.py`): the Stable Diffusion U-Net is
 rebuilt with `in_channels = out_channels = 256`; its 4-channel `conv_in` kernel is tiled 64 times along
 the input channels and its `conv_out` kernel and bias 64 times along the output channels; every base
-weight is frozen and LoRA (rank 64, alpha 8, dropout 0) is added to the modules in `LORA_TARGETS`.
+weight is frozen and LoRA (dropout 0) is added to the modules in `LORA_TARGETS`. Rank and alpha are 8
+and 8: what every released training script passes (`--lora_rank 8 --lora_alpha 8`; the argparse
+defaults, 64 and 8, are never used).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ LORA_TARGETS = (
     "downsamplers.0.conv", "upsamplers.0.conv",
     "time_emb_proj", "conv_in", "conv_out",
 )
-PUBLISHED_LORA = {"rank": 64, "alpha": 8.0, "dropout": 0.0}
+PUBLISHED_LORA = {"rank": 8, "alpha": 8.0, "dropout": 0.0}
 
 
 def small_unet_config(sample_size: int = 8, width: int = 32, cross_attention_dim: int = 32) -> dict[str, Any]:
@@ -61,6 +63,24 @@ def load_sd_unet(path: str | os.PathLike) -> UNet2DConditionModel:
     except (OSError, ValueError, KeyError, RuntimeError) as error:
         raise CheckpointError(f"{path}: not a diffusers UNet2DConditionModel ({str(error).splitlines()[0]})") from None
     raise CheckpointError(f"{path}: no such U-Net folder or file")
+
+
+def text_context(path: str | os.PathLike) -> Optional[torch.Tensor]:
+    """GleSAM's cross-attention condition, the CLIP embedding of the empty prompt (1, 77, C), from the
+    `tokenizer/` and `text_encoder/` of the SD pipeline folder `path`; None when `path` is not such a folder."""
+    path = Path(path)
+    if not ((path / "tokenizer").is_dir() and (path / "text_encoder" / "config.json").is_file()):
+        return None
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    try:
+        tokenizer = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", local_files_only=True)
+        encoder = CLIPTextModel.from_pretrained(path, subfolder="text_encoder", local_files_only=True)
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{path}: unreadable CLIP tokenizer or text encoder ({str(error).splitlines()[0]})") from None
+    ids = tokenizer([""], max_length=tokenizer.model_max_length, padding="max_length", truncation=True, return_tensors="pt").input_ids
+    with torch.no_grad():
+        return encoder(ids)[0].float()
 
 
 def expand_channels(unet: UNet2DConditionModel, channels: int) -> UNet2DConditionModel:
