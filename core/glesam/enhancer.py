@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Optional
 
 import torch
@@ -61,5 +62,8 @@ class LatentEnhancer(nn.Module):
 
     def settings(self) -> dict[str, Any]:
         """What a checkpoint stores besides the U-Net weights."""
-        return {"unet_config": dict(self.unet.config), "feature_weight": self.feature_weight, "timestep": self.timestep,
+        # the config as JSON values: a U-Net read from disk carries a Path (`_name_or_path`), which the
+        # weights-only reader refuses
+        config = {key: value for key, value in json.loads(self.unet.to_json_string()).items() if not key.startswith("_")}
+        return {"unet_config": config, "feature_weight": self.feature_weight, "timestep": self.timestep,
                 "context": self.context.cpu()}

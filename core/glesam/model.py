@@ -42,10 +42,13 @@ def build_enhancer(sam: RobustSam, *, unet: Optional[str | os.PathLike] = None, 
                    feature_weight: float = PUBLISHED_FEATURE_WEIGHT, timestep: int = PUBLISHED_TIMESTEP) -> LatentEnhancer:
     """The enhancer for `sam`'s embedding: the SD U-Net at `unet` (a diffusers folder or single file; a
     pipeline folder also gives the empty-prompt CLIP context) or, without it, a small random U-Net of
-    `width`; widened to the embedding's channels, base frozen, LoRA added."""
+    `width` whose output layer starts at zero; widened to the embedding's channels, base frozen, LoRA added."""
     channels = sam.config.prompt_embed_dim
     if unet is None:
         base, context = unet_from_config(small_unet_config(sample_size=sam.config.embedding_size, width=width)), None
+        # from scratch, eps starts at zero: the enhancer starts as (almost) the identity, x0 = x_t / sqrt(a_t)
+        torch.nn.init.zeros_(base.conv_out.weight)
+        torch.nn.init.zeros_(base.conv_out.bias)
     else:
         base, context = load_sd_unet(unet), text_context(unet)
     wide = expand_channels(base, channels)
@@ -183,9 +186,9 @@ def from_released(sam_checkpoint: str | os.PathLike, unet: str | os.PathLike, lo
         warnings.simplefilter("ignore", RobustModulesUninitialized)  # GleSAM runs SAM's path only
         sam = build_robustsam(None, sam_checkpoint)
     lora_state = read_state_dict(lora)
-    downs = [value for key, value in lora_state.items() if key.endswith(".lora.down.weight")]
+    downs = [value for key, value in lora_state.items() if key.endswith((".lora.down.weight", ".lora_A.weight"))]
     if not downs:
-        raise CheckpointError(f"{lora}: no `*.lora.down.weight` tensors (not a GleSAM LoRA file)")
+        raise CheckpointError(f"{lora}: no `*.lora.down.weight` / `*.lora_A.weight` tensors (not a GleSAM LoRA file)")
     enhancer = build_enhancer(sam, unet=unet, lora_rank=downs[0].shape[0], lora_alpha=lora_alpha,
                               feature_weight=feature_weight, timestep=timestep)
     load_lora_weights(enhancer.unet, lora_state, str(lora))

@@ -108,19 +108,31 @@ def add_lora(unet: UNet2DConditionModel, rank: int, alpha: float, dropout: float
     return unet
 
 
+# Released LoRA key endings -> peft's: diffusers' `convert_state_dict_to_diffusers` (0.27, as GleSAM pins)
+# renames only the attention projections' adapters to `lora.down` / `lora.up`; every other module keeps
+# peft's `lora_A` / `lora_B` (GleSAM's own `val_load` maps both the same way).
+_RELEASED_LORA_ENDINGS = (
+    (".lora.down.weight", ".lora_A.default.weight"),
+    (".lora.up.weight", ".lora_B.default.weight"),
+    (".lora_A.weight", ".lora_A.default.weight"),
+    (".lora_B.weight", ".lora_B.default.weight"),
+)
+
+
 def released_lora_to_peft(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """GleSAM's released `pytorch_lora_weights.safetensors` (diffusers LoRA layout,
-    `unet.<module>.lora.down.weight` / `.lora.up.weight`) -> the peft names of this U-Net,
-    `<module>.lora_A.default.weight` / `.lora_B.default.weight`. Other keys are refused."""
+    """GleSAM's released `pytorch_lora_weights.safetensors` (saved by `StableDiffusionPipeline.save_lora_weights`:
+    `unet.<module>.lora.down.weight` / `.lora.up.weight` for attention projections, `unet.<module>.lora_A.weight`
+    / `.lora_B.weight` for the rest) -> the peft names of this U-Net, `<module>.lora_A.default.weight` /
+    `.lora_B.default.weight`. Other keys are refused."""
     mapped = {}
     for key, value in state.items():
         name = key[len("unet."):] if key.startswith("unet.") else key
-        for old, new in ((".lora.down.weight", ".lora_A.default.weight"), (".lora.up.weight", ".lora_B.default.weight")):
+        for old, new in _RELEASED_LORA_ENDINGS:
             if name.endswith(old):
                 mapped[name[: -len(old)] + new] = value
                 break
         else:
-            raise CheckpointError(f"unexpected key {key!r} in a GleSAM LoRA file (expected unet.*.lora.down/up.weight)")
+            raise CheckpointError(f"unexpected key {key!r} in a GleSAM LoRA file (expected unet.*.lora.down/up.weight or lora_A/B.weight)")
     return mapped
 
 

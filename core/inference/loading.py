@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 
 import torch
 
+from ..device import resolve_device
 from ..errors import CheckpointError
 from ..model.build import build_robustsam
 from ..model.checkpoint import SAFETENSORS_SUFFIX, is_glesam_checkpoint, load_torch_file
@@ -42,7 +43,7 @@ def _peek(path: Path) -> Optional[Any]:
 
 def open_model(checkpoint: str | os.PathLike, *, sam_checkpoint: Optional[str | os.PathLike] = None,
                model_type: Optional[str] = None, device: str | torch.device = "cpu") -> Union[RobustSam, "GleSam"]:
-    """The model in `checkpoint`, in eval mode on `device`: a GleSam for a GleSAM checkpoint, else
+    """The model in `checkpoint`, in eval mode on `device` ('auto' allowed): a GleSam for a GleSAM checkpoint, else
     `build_robustsam(model_type, checkpoint, sam_checkpoint=...)`. CheckpointError naming the file for
     anything that does not fit (a GleSAM checkpoint carries its own SAM: no `sam_checkpoint`)."""
     path = Path(checkpoint)
@@ -55,7 +56,7 @@ def open_model(checkpoint: str | os.PathLike, *, sam_checkpoint: Optional[str | 
         from ..glesam import glesam_from_content
     except ImportError:
         raise CheckpointError(f"{path}: a GleSAM checkpoint; running it needs diffusers and peft: {GLESAM_EXTRA}") from None
-    model = glesam_from_content(content, path, device=device)
+    model = glesam_from_content(content, path, device=resolve_device(device))
     if model_type is not None and model_type != model.sam.model_type:
         raise CheckpointError(f"{path}: a GleSAM checkpoint on {model.sam.model_type}, not {model_type}")
     return model
