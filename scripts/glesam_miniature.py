@@ -46,7 +46,6 @@ from core.model.default_model import DEFAULT_CHECKPOINT, is_default_name  # noqa
 from train.glesam import GleSamTrainConfig, train_glesam  # noqa: E402
 
 TRAIN_DATA = "photos:4000"  # the built-in model's training scenes (training photographs only)
-BATCH = 16
 UNET_WIDTH = 32
 # A U-Net from scratch, not LoRA on a pretrained one: it needs a larger rate than the published 1e-4
 # and a warmup that fits a short run; the decoder stage keeps the published 1e-4.
@@ -55,9 +54,9 @@ MODELS = ("sam", "robustsam", "glesam")
 CONDITIONS = ("Clear", "LQ-1", "LQ-2", "LQ-3", "Degrade")
 
 
-def train_stages(checkpoint: Path, work: Path, unet_steps: int, decoder_steps: int) -> tuple[Path, list[GleSamTrainConfig]]:
+def train_stages(checkpoint: Path, work: Path, unet_steps: int, decoder_steps: int, batch: int) -> tuple[Path, list[GleSamTrainConfig]]:
     """Both GleSAM stages on the tiny SAM of `checkpoint`; returns stage decoder's final.pth and the configs."""
-    common = dict(data=TRAIN_DATA, image_size=SCENE_SIZE, batch_size=BATCH, width=UNET_WIDTH, device="cpu",
+    common = dict(data=TRAIN_DATA, image_size=SCENE_SIZE, batch_size=batch, width=UNET_WIDTH, device="cpu",
                   save_every=0, log_every=10)
     unet = GleSamTrainConfig(output=str(work / "unet"), stage="unet", sam_checkpoint=str(checkpoint), lr=UNET_LR,
                              warmup=UNET_WARMUP, max_steps=unet_steps, seed=0, **common)
@@ -121,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--checkpoint", default="default", help="The tiny SAM/RobustSAM to build on ('default': the built-in model).")
     parser.add_argument("--unet-steps", type=int, default=900, help="Stage unet optimizer steps.")
     parser.add_argument("--decoder-steps", type=int, default=600, help="Stage decoder optimizer steps.")
+    parser.add_argument("--batch-size", type=int, default=16, help="Training images per step (both stages).")
     parser.add_argument("--count", type=int, default=40, help="Held-out scenes per scene set.")
     parser.add_argument("--timing-repeats", type=int, default=3, help="Passes over the clear held-out photo scenes when timing set_image.")
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "glesam")
@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     checkpoint = DEFAULT_CHECKPOINT if is_default_name(args.checkpoint) else Path(args.checkpoint)
     started = time.perf_counter()
-    glesam, configs = train_stages(checkpoint, args.work, args.unet_steps, args.decoder_steps)
+    glesam, configs = train_stages(checkpoint, args.work, args.unet_steps, args.decoder_steps, args.batch_size)
     unet_log = log_summary(args.work / "unet", ("mse", "mse_input"))
     decoder_log = log_summary(args.work / "decoder", ("focal", "dice"))
 
@@ -155,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     relative = lambda path: path.resolve().relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path
     shown = lambda path: str(relative(Path(path)))
     command = (f"OMP_NUM_THREADS=1 python3 scripts/glesam_miniature.py --checkpoint {args.checkpoint} --unet-steps {args.unet_steps} "
-               f"--decoder-steps {args.decoder_steps} --count {args.count} --timing-repeats {args.timing_repeats}")
+               f"--decoder-steps {args.decoder_steps} --batch-size {args.batch_size} --count {args.count} --timing-repeats {args.timing_repeats}")
     sam_cost = costs["sam"]["set_image"]
     cost_rows = [f"| {name} | {cost['set_image']:.2f} | {cost['set_image'] / sam_cost:.2f}x | {cost['set_image'] - sam_cost:+.2f} | "
                  + (f"{cost['enhancer']:.2f}" if name == "glesam" else "-") + " |" for name, cost in costs.items()]
@@ -171,9 +171,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "| stage | data | steps | batch | lr | seconds | last 10 logs |",
         "|---|---|---|---|---|---|---|",
         f"| unet (small U-Net from scratch, timestep {configs[0].timestep}, feature weight {configs[0].feature_weight:g}) | `{TRAIN_DATA}` + LQSeg training chain | "
-        f"{unet_log['step']} | {BATCH} | {UNET_LR:g} (warmup {UNET_WARMUP}) | {unet_log['seconds']:.0f} | "
+        f"{unet_log['step']} | {args.batch_size} | {UNET_LR:g} (warmup {UNET_WARMUP}) | {unet_log['seconds']:.0f} | "
         f"MSE {unet_log['mse']:.4f} vs {unet_log['mse_input']:.4f} doing nothing (ratio {unet_log['mse'] / unet_log['mse_input']:.3f}) |",
-        f"| decoder (SAM's decoder but its IoU head, point prompts) | same | {decoder_log['step']} | {BATCH} | {DECODER_LR:g} | "
+        f"| decoder (SAM's decoder but its IoU head, point prompts) | same | {decoder_log['step']} | {args.batch_size} | {DECODER_LR:g} | "
         f"{decoder_log['seconds']:.0f} | focal {decoder_log['focal']:.4f}, Dice {decoder_log['dice']:.4f} |\n",
         "## Summary: IoU per condition\n",
         f"{args.count} held-out scenes per set, {SCENE_SIZE}x{SCENE_SIZE}, seeds from {FIRST_SEED}; each clear and under",

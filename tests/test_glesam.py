@@ -22,6 +22,8 @@ from core.data.io import read_image, write_image  # noqa: E402
 from core.data.scenes import make_scene  # noqa: E402
 from core.degradations.lqseg import lqseg  # noqa: E402
 from core.errors import CheckpointError  # noqa: E402
+from core.evaluation.metrics import batch_iou  # noqa: E402
+from core.evaluation.prompt_sampling import mask_box  # noqa: E402
 from core.glesam import (  # noqa: E402
     GleSam,
     GleSamPredictor,
@@ -236,6 +238,14 @@ def test_eval_compares_sam_robustsam_and_glesam_on_lq_levels(glesam_checkpoint: 
         values = {model: rows[label][model]["iou"] for model in ("sam", "robustsam", "glesam")}
         assert all(0 <= value <= 1 for value in values.values())
         assert values["glesam"] != values["sam"], f"{label}: GleSAM scored exactly as SAM's path"
+    # the glesam column is GleSAM's own predictor (encoder, enhancer, its decoder), by hand on the clear images
+    predictor, ious = GleSamPredictor(load_glesam(glesam_checkpoint)), []
+    for image in sorted((layout / "clear").iterdir()):
+        predictor.set_image(read_image(image))
+        for mask in np.load(layout / "masks" / f"{image.stem}.npy"):
+            predicted = predictor.predict(box=mask_box(mask), multimask_output=False)[0]
+            ious.extend(batch_iou(predicted, mask[None]))
+    assert rows["Clear"]["glesam"]["iou"] == pytest.approx(float(np.mean(ious)), abs=1e-6)
 
 
 def test_prior_with_a_glesam_checkpoint_keeps_the_enhanced_embedding(glesam_checkpoint: Path, scenes: Path, tmp_path: Path) -> None:
