@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch.manual_seed(0)
 
     checkpoint = DEFAULT_CHECKPOINT if is_default_name(args.checkpoint) else Path(args.checkpoint)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     glesam, configs = train_stages(checkpoint, args.work, args.unet_steps, args.decoder_steps, args.batch_size)
     unet_log = log_summary(args.work / "unet", ("mse", "mse_input"))
     decoder_log = log_summary(args.work / "decoder", ("focal", "dice"))
@@ -150,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             summary.extend(summary_rows(out / "results.json", title, prompt))
             sections.append(f"### {title}, {prompt} prompts\n\n{(out / 'results.md').read_text().strip()}\n")
     costs = set_image_costs(checkpoint, glesam, list_images(args.work / PHOTOS / "clear"), args.timing_repeats)
-    minutes = (time.perf_counter() - started) / 60
+    minutes, cpu_minutes = (time.perf_counter() - started) / 60, (time.process_time() - cpu_started) / 60
 
     relative = lambda path: path.resolve().relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path
     shown = lambda path: str(relative(Path(path)))
@@ -161,14 +161,15 @@ def main(argv: Sequence[str] | None = None) -> None:
                  + (f"{cost['enhancer']:.2f}" if name == "glesam" else "-") + " |" for name, cost in costs.items()]
     text = "\n".join([
         "# GleSAM in miniature: tiny SAM vs tiny RobustSAM vs tiny GleSAM\n",
-        f"Produced by `{command}` on {date.today()} ({minutes:.0f} minutes; work folder `{shown(args.work)}`), on",
+        f"Produced by `{command}` on {date.today()} ({cpu_minutes:.0f} CPU minutes on one thread, {minutes:.0f} minutes wall",
+        f"on a shared machine; work folder `{shown(args.work)}`), on",
         f"the built-in model `{shown(checkpoint)}`. `sam` is its SAM decoder path, `robustsam` its robust path,",
         "`glesam` GleSAM trained on top of that same frozen tiny SAM. This is the method in miniature, not",
         "the paper's numbers: GleSAM's enhancer is a LoRA on a pretrained Stable Diffusion U-Net (865M",
         f"parameters) trained 100k steps with DMD; here a {UNET_WIDTH}-wide U-Net from scratch learns in a few",
         "hundred CPU steps with the MSE term only (see README, \"GleSAM\", for every difference).\n",
         "## Training\n",
-        "| stage | data | steps | batch | lr | seconds | last 10 logs |",
+        "| stage | data | steps | batch | lr | wall seconds | last 10 logs |",
         "|---|---|---|---|---|---|---|",
         f"| unet (small U-Net from scratch, timestep {configs[0].timestep}, feature weight {configs[0].feature_weight:g}) | `{TRAIN_DATA}` + LQSeg training chain | "
         f"{unet_log['step']} | {args.batch_size} | {UNET_LR:g} (warmup {UNET_WARMUP}) | {unet_log['seconds']:.0f} | "
