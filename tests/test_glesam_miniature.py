@@ -1,5 +1,6 @@
-"""scripts/glesam_miniature.py at a tiny size: both GleSAM stages train, and SAM, RobustSAM and GleSAM
-are each scored on clear and LQ-1..3 with both prompts and timed, into the report."""
+"""scripts/glesam_miniature.py at a tiny size: both GleSAM stages train (and the decoder-only control), and
+SAM, RobustSAM, the control and GleSAM are each scored on clear and LQ-1..3 with both prompts, the three
+methods timed, into the report."""
 
 from __future__ import annotations
 
@@ -47,4 +48,7 @@ def test_every_arm_is_trained_and_scored(tmp_path: Path) -> None:
     costs = text.split("## Cost per image")[1].split("## Commands")[0]
     for model in glesam_miniature.MODELS:
         assert sum(f"| {model} |" in line for line in summary.splitlines()) == 4, model
+    for model in glesam_miniature.TIMED:
         assert sum(line.startswith(f"| {model} |") for line in costs.splitlines()) == 1, model
+    control = load_glesam(work / "no-enhancer-decoder" / "final.pth")
+    assert control.enhancer.unet.conv_out.base_layer.weight.abs().sum() == 0, "the control's enhancer trained"
