@@ -34,7 +34,7 @@ from core.glesam import (  # noqa: E402
     released_lora_to_peft,
 )
 from core.glesam.unet import small_unet_config, unet_from_config  # noqa: E402
-from core.inference import RobustPredictor, open_predictor  # noqa: E402
+from core.inference import RobustPredictor, open_predictor, segment  # noqa: E402
 from core.model import is_robust_key  # noqa: E402
 from core.model.default_model import DEFAULT_CHECKPOINT  # noqa: E402
 from robustsam_cli.main import cli  # noqa: E402
@@ -213,6 +213,9 @@ def test_segment_with_a_glesam_checkpoint_runs_glesam(glesam_checkpoint: Path, s
     predictor.set_image(read_image(scenes / "images" / name))
     expected = predictor.predict(box=np.array(box), multimask_output=False)[0][0]
     assert np.array_equal(written > 0, expected)
+    summary = segment(predictor.glesam, [scenes / "images" / name], tmp_path / "library", prompts=tmp_path / "boxes.json")
+    assert summary.masks == 1 and np.array_equal(read_image(next((tmp_path / "library").glob("*/0.png"))), read_image(
+        next((tmp_path / "out").glob("*/0.png")))), "the library's segment() on a GleSam model differs from the CLI"
     sam_mask = RobustPredictor(predictor.glesam.sam, robust=False)
     sam_mask.set_image(read_image(scenes / "images" / name))
     assert not np.array_equal(expected, sam_mask.predict(box=np.array(box), multimask_output=False)[0][0])
