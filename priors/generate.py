@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import imageio.v3 as iio
 import numpy as np
@@ -12,10 +12,14 @@ import torch
 
 from core.data.io import atomic_path
 from core.inference.amg import RobustAutomaticMaskGenerator
+from core.inference.loading import make_predictor
 from core.inference.predictor import RobustPredictor
 from core.model.robustsam import RobustSam
 
 from .encoding import gray_coded_map, masks_from_records, segment_partition
+
+if TYPE_CHECKING:
+    from core.glesam import GleSam
 
 # The deblurring work's generator settings (SAM's defaults): no crops, no minimum region area.
 PRIOR_GENERATOR_DEFAULTS: dict[str, Any] = {
@@ -40,28 +44,35 @@ class Prior:
     early_feature: Optional[np.ndarray] = None
 
 
-class _FeatureKeepingPredictor(RobustPredictor):
-    """Keeps the last image's embedding and early feature when the generator resets the predictor."""
+class _FeatureKeeper:
+    """The predictor as SAM's generator sees it: every attribute is the wrapped predictor's, except that
+    `reset_image` (which the generator calls after each image) first keeps its embedding and early feature."""
 
-    kept: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+    def __init__(self, predictor: RobustPredictor) -> None:
+        self.predictor = predictor
+        self.kept: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.predictor, name)
 
     def reset_image(self) -> None:
-        if getattr(self, "is_image_set", False):
-            self.kept = (self.features, self.early_features)
-        super().reset_image()
+        if self.predictor.is_image_set:
+            self.kept = (self.predictor.features, self.predictor.early_features)
+        self.predictor.reset_image()
 
 
 class PriorGenerator:
     """Runs automatic mask generation on degraded images and encodes the masks as priors.
 
-    robust: RobustSAM's path (True) or SAM's (False). `generator_kwargs` override
+    `model`: a RobustSam, or a GleSam (`core.inference.open_model` opens either); robust: RobustSAM's
+    path (True) or SAM's (False), ignored for GleSAM. `generator_kwargs` override
     PRIOR_GENERATOR_DEFAULTS (any SamAutomaticMaskGenerator argument; min_mask_region_area needs no OpenCV).
     """
 
-    def __init__(self, model: RobustSam, robust: bool = True, precision: str = "fp32", **generator_kwargs: Any) -> None:
+    def __init__(self, model: RobustSam | GleSam, robust: bool = True, precision: str = "fp32", **generator_kwargs: Any) -> None:
         settings = {**PRIOR_GENERATOR_DEFAULTS, **generator_kwargs}
-        predictor = _FeatureKeepingPredictor(model, robust=robust, precision=precision)
-        self.generator = RobustAutomaticMaskGenerator(model, predictor=predictor, **settings)
+        predictor = _FeatureKeeper(make_predictor(model, robust=robust, precision=precision))
+        self.generator = RobustAutomaticMaskGenerator(predictor.model, predictor=predictor, **settings)
 
     def __call__(self, image: np.ndarray, partition: bool = True, features: bool = False) -> Prior:
         """(H, W, 3) uint8 RGB -> Prior; the partition only when `partition`, features only when `features`."""

@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from core.degradations import DEFAULT_LEVEL, DEGRADATIONS, PUBLISHED
+from core.degradations import DEFAULT_LEVEL, DEGRADATIONS, LQSEG_TYPES, PUBLISHED
+from core.degradations.lqseg import LQSEG_RATES
 from core.degradations.preview import MIXED, contact_sheet
 from core.degradations.run import DegradeSummary, plan_degrade
 from core.data.datasets import IMAGE_EXTENSIONS
@@ -25,11 +26,13 @@ from .parallel import launch, parallel_options, pop_parallel
 
 
 def parse_types(spec: str) -> List[str]:
-    """'all' (the 15 published types) or a comma-separated list of registered names or 'mixed'."""
+    """'all' (the 15 published types) or a comma-separated list of registered names, 'mixed', and
+    GleSAM's LQ-1, LQ-2, LQ-3 ('lqseg': all three)."""
     if spec.strip() == "all":
         return list(PUBLISHED)
-    kinds = list(dict.fromkeys(k.strip() for k in spec.split(",") if k.strip()))
-    known = set(DEGRADATIONS) | {MIXED}
+    names = [k.strip() for k in spec.split(",") if k.strip()]
+    kinds = list(dict.fromkeys(kind for name in names for kind in (LQSEG_TYPES if name == "lqseg" else [name])))
+    known = set(DEGRADATIONS) | {MIXED} | set(LQSEG_TYPES)
     for kind in kinds:
         if kind not in known:
             raise InputError(f"--types: unknown degradation {kind!r} (robustsam degrade --list shows them)")
@@ -41,6 +44,8 @@ def parse_types(spec: str) -> List[str]:
 def _describe(kind: str) -> str:
     if kind == MIXED:
         return "LQSeg-style random second-order chain of blur, resize, noise and JPEG (levels 1-3)"
+    if kind in LQSEG_TYPES:
+        return f"GleSAM's LQSeg chain (Real-ESRGAN's second-order blur, resize, noise, JPEG) at rate {LQSEG_RATES[LQSEG_TYPES[kind]]}; ignores --level"
     doc = (DEGRADATIONS[kind].__doc__ or "").strip()
     return " ".join(doc.split("\n\n")[0].split())
 
@@ -50,7 +55,7 @@ def _print_list(console: Console) -> None:
     table.add_column("name", style="bold")
     table.add_column("published")
     table.add_column("what it does")
-    for kind in list(DEGRADATIONS) + [MIXED]:
+    for kind in list(DEGRADATIONS) + [MIXED, *LQSEG_TYPES]:
         table.add_row(kind, "yes" if kind in PUBLISHED else "", _describe(kind))
     console.print(table)
 
@@ -72,7 +77,8 @@ def _summary_table(summary: DegradeSummary, output: Path) -> Table:
 @click.option("--masks", "masks_dir", type=click.Path(path_type=Path), default=None,
               help="Folder of masks per image: <stem>.npy, <stem>.png (labels or binary) or <stem>/*.png.")
 @click.option("--types", "types_spec", default="all", show_default=True,
-              help="'all' (the 15 published types) or a comma-separated list; 'mixed' is the LQSeg-style chain.")
+              help="'all' (the 15 published types) or a comma-separated list; 'mixed' is the LQSeg-style chain; "
+                   "'lqseg' writes GleSAM's LQ-1, LQ-2, LQ-3 (their level is in the name).")
 @click.option("--level", type=click.IntRange(1, 5), default=DEFAULT_LEVEL, show_default=True,
               help="Severity 1-5; 3 is the published setting.")
 @click.option("--seed", type=int, default=0, show_default=True,

@@ -39,6 +39,7 @@ from core.evaluation import (
     write_text,
 )
 from core.evaluation.protocol import Results
+from core.inference.loading import checkpoint_method
 from core.parallel import STATE_DIR, eval_job, mark_done, plan_part
 
 from .parallel import Parallel, launch, parallel_options, pop_parallel
@@ -153,7 +154,7 @@ def eval_command(
         "seed": prompts.seed,
         "num_points": prompts.num_points,
         "limit": limit,
-        "models": [{"name": s.name, "checkpoint": str(s.checkpoint), "path": "robust" if s.robust else "sam"} for s in specs],
+        "models": [{"name": s.name, "checkpoint": str(s.checkpoint), "path": _decoder_path(s)} for s in specs],
         "metrics": list(metrics),
         "skipped": skipped,
     }
@@ -167,6 +168,13 @@ def eval_command(
     except ImportError:
         console.print("Bar charts skipped: matplotlib is not installed (pip install 'robustsam[plot]').", markup=False)
     report_failures(click.get_current_context(), failed.messages, len(plan.items) + plan.failures)
+
+
+def _decoder_path(spec: ModelSpec) -> str:
+    """What results.json calls the model's path: 'glesam' (GleSAM has one), else 'robust' or 'sam'."""
+    if checkpoint_method(spec.checkpoint) == "glesam":
+        return "glesam"
+    return "robust" if spec.robust else "sam"
 
 
 def _evaluate(console: Console, parallel: Parallel, specs: list[ModelSpec], plan: EvalPlan, out: Path,

@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from core.model.build import build_robustsam
+from core.inference.loading import open_model
 from core.device import resolve_device
 from core.errors import InputError
 from core.data.io import atomic_path, require_output_dir
@@ -56,7 +56,7 @@ def build_generator(options: dict[str, Any], device: str) -> PriorGenerator:
     sam_checkpoint = named_checkpoint(options["sam_checkpoint"])
     robust = options["mode"] == "robust"
     with sam_path_quiet(robust):
-        model = build_robustsam(options["model_type"], checkpoint, sam_checkpoint=sam_checkpoint, device=resolve_device(device))
+        model = open_model(checkpoint, sam_checkpoint=sam_checkpoint, model_type=options["model_type"], device=resolve_device(device))
     return PriorGenerator(model, robust=robust, **generator_settings(options))
 
 

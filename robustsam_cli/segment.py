@@ -11,7 +11,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from core import MODEL_CONFIGS, build_robustsam, resolve_device
+from core import MODEL_CONFIGS, resolve_device
+from core.inference.loading import open_predictor
 from core.inference.segment import ImageResult, SegmentSummary, prepare_run
 from core.parallel import STATE_DIR, add_summaries, run_shard, shard_run
 
@@ -191,7 +192,9 @@ def segment(
             raise click.UsageError("--onnx-dir needs --backend onnx")
         checkpoint = checkpoint_or_default(checkpoint)
         sam_checkpoint = named_checkpoint(sam_checkpoint)
-        model = build_robustsam(model_type, checkpoint, sam_checkpoint=sam_checkpoint, device=torch_device)
+        predictor = open_predictor(checkpoint, sam_checkpoint=sam_checkpoint, model_type=model_type, robust=mode == "robust",
+                                   precision=precision, device=torch_device)  # RobustSAM/SAM or GleSAM: the file says
+        model = predictor.model
         if prompts_path is None:
             generator_options = apply_amg_defaults(ctx, checkpoint, generator_options)
     if parallel.launched:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import click
+from click.core import ParameterSource
 
 from core.model.config import MODEL_CONFIGS
 from core.model.decoder import ABLATIONS
@@ -34,7 +35,7 @@ _PATH = click.Path(dir_okay=False, path_type=str)
                    "unet / decoder: GleSAM's two stages (with --method glesam).")
 @click.option("--unet", "unet_path", type=click.Path(path_type=str),
               help="GleSAM: a Stable Diffusion U-Net on disk (diffusers folder or single file); default a small random U-Net.")
-@click.option("--lora-rank", type=int, default=64, show_default=True, help="GleSAM: LoRA rank (published 64, alpha 8).")
+@click.option("--lora-rank", type=int, default=8, show_default=True, help="GleSAM: LoRA rank (published 8, alpha 8).")
 @click.option("--latent-scale", type=float, default=5.0, show_default=True,
               help="GleSAM: the feature weight that aligns SAM's embedding with SD latents (published example 5).")
 @click.option("--model-type", type=click.Choice(list(MODEL_CONFIGS)),
@@ -160,6 +161,8 @@ def _train_glesam(settings: dict, resume: Optional[str], unet_path: Optional[str
     from train.glesam import GleSamTrainConfig, check_glesam_config, train_glesam
 
     stage = "unet" if settings["stage"] == "robust" else settings["stage"]
+    # --level given: that LQSeg level (1..3); left out: LQSeg's training mix of rates, as published
+    level = settings["level"] if click.get_current_context().get_parameter_source("level") != ParameterSource.DEFAULT else None
     sam = settings["sam_checkpoint"] or settings["checkpoint"] if stage == "unet" else None
     if stage == "unet" and (sam is None or is_default_name(sam)):
         sam = str(builtin_checkpoint())
@@ -167,7 +170,7 @@ def _train_glesam(settings: dict, resume: Optional[str], unet_path: Optional[str
     config = GleSamTrainConfig(
         data=settings["data"], output=settings["output"], stage=stage, sam_checkpoint=sam,
         checkpoint=settings["checkpoint"] if stage == "decoder" else None, unet=unet_path, lora_rank=lora_rank,
-        lora_alpha=8.0, feature_weight=latent_scale, image_size=settings["image_size"], level=settings["level"],
+        lora_alpha=8.0, feature_weight=latent_scale, image_size=settings["image_size"], level=level,
         prompt=settings["prompt"], num_points=settings["num_points"], lr=settings["lr"], epochs=settings["epochs"],
         max_steps=settings["max_steps"], batch_size=settings["batch_size"], seed=settings["seed"],
         save_every=settings["save_every"], log_every=settings["log_every"], device=settings["device"],

@@ -1,14 +1,20 @@
 """GleSAM's two-stage training on a frozen SAM (released code: `train_glesam_denoising_unet.py`,
-`train_glesam_decoder.py`).
+`train_glesam_decoder.py`, run by `train_scripts/*.sh`, whose flags are the recipe).
 
-stage "unet": the enhancer's trainable weights (LoRA on a pretrained SD U-Net; every U-Net weight for a
-small U-Net from scratch, which has no pretrained base to keep) learn to map the LQSeg-degraded image's
-embedding to the clear image's: MSE between x0 and feature_weight * HQ embedding (the released
-`loss_spatial`, weight 1), AdamW (weight decay 0.01), constant learning rate after a linear warmup,
-gradient norm clipped at 10. The released stage also adds a DMD distribution-matching loss with a second
-("fake score") U-Net; that term is not implemented here.
-stage "decoder": the enhancer frozen, SAM's mask decoder fine-tuned on enhanced embeddings of degraded
-images with Focal + Dice (weights 1, 1), Adam (weight decay 1e-5), StepLR(10 epochs).
+stage "unet": the enhancer's trainable weights (LoRA rank 8, alpha 8 on a pretrained SD U-Net; every
+U-Net weight for a small U-Net from scratch, which has no pretrained base to keep) learn to map the
+LQSeg-degraded image's embedding to the clear image's in one step at timestep 1: MSE between x0 and
+feature_weight * HQ embedding (the released `loss_spatial`, weight 1), AdamW (lr 1e-4, weight decay
+0.01), constant learning rate after a 500-step linear warmup, gradient norm clipped at 10. Training
+images get LQSeg's training chain with the rate drawn per sample from (1, 2, 3, 3, 4, 4, 4, 4).
+Not implemented, on purpose: the released stage adds DMD distribution matching (`loss_dm`, weight 1)
+and a diffusion-GAN classifier loss (weight 5e-3) from a second, "fake score" LoRA U-Net trained
+alongside (which is why its generator updates only every 5th step); here the MSE alone trains the
+enhancer, every step. Without a pretrained "real score" U-Net those terms have nothing to match.
+stage "decoder": the enhancer frozen, SAM's mask decoder (all but its IoU head, as in the released
+`SamJoint`) fine-tuned on enhanced embeddings of degraded images: Focal (gamma 2, alpha 0.25 on every
+pixel) + Dice (smooth 1e-6), weights 1 and 1, on the low-res logits upsampled to the mask; Adam (lr
+1e-4, weight decay 1e-5), StepLR(10 epochs), 6 epochs, point prompts.
 
 Runs are seeded like RobustSAM's: every batch is a pure function of (seed, epoch, index); checkpoints
 `step_N.pth` carry the optimizer, scheduler and step for `--resume`; `log.jsonl` has one line per
@@ -31,15 +37,15 @@ import torch.nn.functional as F
 from diffusers.optimization import get_scheduler
 
 from core.data.io import atomic_path
-from core.degradations.lqseg import LQSEG_RATES, lqseg
+from core.degradations.lqseg import LQSEG_RATES, lqseg_training
 from core.device import resolve_device
 from core.errors import InputError
-from core.glesam import GleSam, build_enhancer, checkpoint_dict, load_glesam
+from core.glesam import PUBLISHED_FEATURE_WEIGHT, PUBLISHED_LORA, PUBLISHED_TIMESTEP, GleSam, build_enhancer, checkpoint_dict, load_glesam
 from core.model import RobustModulesUninitialized, build_robustsam, is_robust_key
 from core.model.checkpoint import load_torch_file
+from core.model.default_model import read_amg_defaults
 
 from .data import make_batch, open_dataset
-from .losses import segmentation_losses
 from .step import model_input, prompt_embeddings
 
 GLESAM_STAGES = ("unet", "decoder")
@@ -47,8 +53,8 @@ GLESAM_STAGES = ("unet", "decoder")
 
 @dataclass
 class GleSamTrainConfig:
-    """One GleSAM run. `level` None draws LQ-1..3 per batch; `unet` is a Stable Diffusion U-Net on disk
-    (None: a small random U-Net of `width`)."""
+    """One GleSAM run. `level` None draws LQSeg's training rates per sample, 1..3 fixes LQ-1..LQ-3;
+    `unet` is a Stable Diffusion U-Net on disk (None: a small random U-Net of `width`)."""
 
     data: str
     output: str
@@ -57,15 +63,15 @@ class GleSamTrainConfig:
     checkpoint: Optional[str] = None
     unet: Optional[str] = None
     width: int = 32
-    lora_rank: int = 64
-    lora_alpha: float = 8.0
-    feature_weight: float = 5.0
-    timestep: int = 999
+    lora_rank: int = PUBLISHED_LORA["rank"]
+    lora_alpha: float = PUBLISHED_LORA["alpha"]
+    feature_weight: float = PUBLISHED_FEATURE_WEIGHT
+    timestep: int = PUBLISHED_TIMESTEP
     image_size: int = 128
     level: Optional[int] = None
     prompt: str = "points"
-    num_points: int = 1
-    lr: float = 1e-5
+    num_points: int = 3
+    lr: float = 1e-4
     warmup: int = 500
     epochs: int = 6
     max_steps: Optional[int] = None
@@ -116,12 +122,25 @@ def glesam_trainable(model: GleSam, stage: str) -> list[tuple[str, torch.nn.Para
     model.requires_grad_(False)
     if stage == "unet":
         chosen = [(f"enhancer.{n}", p) for n, p in model.enhancer.named_parameters() if _unet_learns(n, model)]
-    else:
+    else:  # the released SamJoint trains every decoder parameter whose name lacks "iou"
         chosen = [(f"sam.{n}", p) for n, p in model.sam.named_parameters()
-                  if n.startswith("mask_decoder.") and not is_robust_key(n)]
+                  if n.startswith("mask_decoder.") and not is_robust_key(n) and "iou" not in n]
     for _, parameter in chosen:
         parameter.requires_grad_(True)
     return chosen
+
+
+def glesam_mask_losses(logits: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """GleSAM's decoder losses (released `utils/loss.py`), scalars: logits (N, h, w) upsampled bilinearly
+    to the masks (N, H, W) in {0, 1}; focal = mean of 0.25 (1 - p_t)^2 BCE over every pixel (alpha 0.25
+    on both classes, unlike RetinaNet's), Dice = mean over masks of 1 - (2 I + 1e-6) / (P + T + 1e-6)."""
+    logits = F.interpolate(logits[:, None], size=masks.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    bce = F.binary_cross_entropy_with_logits(logits, masks, reduction="none")
+    focal = (0.25 * (1 - torch.exp(-bce)) ** 2 * bce).mean()
+    prob = logits.sigmoid().flatten(1)
+    target = masks.flatten(1)
+    dice = 1 - (2 * (prob * target).sum(1) + 1e-6) / (prob.sum(1) + target.sum(1) + 1e-6)
+    return focal, dice.mean()
 
 
 def _unet_learns(name: str, model: GleSam) -> bool:
@@ -138,6 +157,8 @@ class GleSamTrainer:
         self.output = Path(config.output)
         self.samples = open_dataset(config.data, split="train", image_dir=None, size=config.image_size)
         self.model = build_glesam(config)
+        # segment-everything settings travel on from the SAM checkpoint (stage unet) or stage unet's
+        self.amg_defaults = read_amg_defaults(config.sam_checkpoint if config.stage == "unet" else config.checkpoint)
         self.model.enhancer.train_base = config.stage == "unet" and config.unet is None
         self.params = glesam_trainable(self.model, config.stage)
         self.model.to(self.device)
@@ -164,7 +185,7 @@ class GleSamTrainer:
         self.step = int(state["train"]["step"])
 
     def save(self, name: str, with_state: bool) -> Path:
-        state = checkpoint_dict(self.model, unet_source=self.config.unet)
+        state = checkpoint_dict(self.model, unet_source=self.config.unet, amg_defaults=self.amg_defaults)
         if with_state:
             state["train"] = {"step": self.step, "optimizer": self.optimizer.state_dict(),
                               "scheduler": self.scheduler.state_dict(), "config": asdict(self.config)}
@@ -182,10 +203,8 @@ class GleSamTrainer:
         batch = make_batch([self.samples[i] for i in indices], indices, epoch=epoch, seed=config.seed,
                            size=config.image_size, prompt=config.prompt, num_points=config.num_points,
                            degrade_online=False, level=3, device=self.device)
-        rng = np.random.default_rng([config.seed, step, 16])
-        level = config.level or int(rng.integers(1, 4))
-        generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        return batch, lqseg(batch.clear, level, generator).clamp(0, 1)
+        seed = int(np.random.default_rng([config.seed, step, 16]).integers(2**62))
+        return batch, lqseg_training(batch.clear, torch.Generator().manual_seed(seed), level=config.level)
 
     def train_step(self) -> dict[str, float]:
         batch, degraded = self.batch(self.step)
@@ -196,7 +215,8 @@ class GleSamTrainer:
             with torch.no_grad():
                 high = self.model.encode(model_input(sam, batch.clear))
             loss = F.mse_loss(enhancer.scaled_x0(low), high * enhancer.feature_weight)
-            logs = {"mse": float(loss.detach())}
+            # what doing nothing would cost: the enhancer helps where mse < mse_input
+            logs = {"mse": float(loss.detach()), "mse_input": float(F.mse_loss(low, high)) * enhancer.feature_weight**2}
         else:
             with torch.no_grad():
                 enhanced = enhancer(low)
@@ -209,9 +229,9 @@ class GleSamTrainer:
                 low_res, _ = sam.mask_decoder(enhanced[i : i + 1], sam.prompt_encoder.get_dense_pe(), sparse, dense,
                                               multimask_output=False, robust=False)
                 logits.append(low_res[:, 0])
-            focal, dice = segmentation_losses(torch.cat(logits), batch.masks)
-            loss = focal.mean() + dice.mean()
-            logs = {"focal": float(focal.mean()), "dice": float(dice.mean())}
+            focal, dice = glesam_mask_losses(torch.cat(logits), batch.masks)
+            loss = focal + dice
+            logs = {"focal": float(focal.detach()), "dice": float(dice.detach())}
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.stage == "unet":

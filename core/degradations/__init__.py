@@ -1,11 +1,13 @@
-"""The 15 Robust-Seg degradations as batched torch/kornia operations, severity levels 1..5 and a
-LQSeg-style mixed chain. See `registry` for the per-sample reproducibility contract.
+"""The 15 Robust-Seg degradations as batched torch/kornia operations, severity levels 1..5, a
+LQSeg-style mixed chain, and GleSAM's LQSeg chain itself (levels LQ-1..LQ-3, `lqseg`). See `registry`
+for the per-sample reproducibility contract.
 
     from . import DEGRADATIONS, degrade
     degraded = degrade(images, "fog", level=3, generator=torch.Generator().manual_seed(0))
 """
 
 from . import blur, codec, geometric, photometric, weather  # noqa: F401  (register the types)
+from .lqseg import LQSEG_TYPES, lqseg, lqseg_training
 from .mixed import mixed_degrade
 from .registry import (
     DEFAULT_LEVEL,
@@ -35,10 +37,13 @@ __all__ = [
     "DEFAULT_LEVEL",
     "DEGRADATIONS",
     "LEVELS",
+    "LQSEG_TYPES",
     "PUBLISHED",
     "Degradation",
     "degrade",
     "generator_from_seed",
+    "lqseg",
+    "lqseg_training",
     "mixed_degrade",
     "register",
     "sample_generators",

@@ -1,55 +1,120 @@
-"""LQSeg (GleSAM, CVPR 2025): blur, random resize, noise and JPEG combined in one chain; the resize rate
-1, 2 or 4 makes the levels LQ-1, LQ-2 and LQ-3.
+"""LQSeg (GleSAM, CVPR 2025): Real-ESRGAN's second-order chain of blur, random resize, noise and JPEG;
+the downsampling rate 1, 2 or 4 of the second resize makes the levels LQ-1, LQ-2 and LQ-3.
 
-Per sample (its own generator, in this order): Gaussian blur with sigma in [0.2, 3] (kernel 21), a
-resize to 1/rate of the side with a random interpolation (bilinear, bicubic, area) and back, Gaussian
-noise with sigma in [1, 30] / 255, JPEG with quality in [30, 95] (`codec.jpeg`, libjpeg's tables).
-The ranges follow the Real-ESRGAN first-order chain that GleSAM's `degraded_utils` builds on.
+Per sample, from its own generator (GleSAM's `degraded_utils/utils_data/make_paired_data_guo.py` for
+the test sets, `dataset/codeformer_add_maskv3_ms.py` with `options/lrseg_add_mask_multi_dataset_ms.yaml`
+for training):
+  1. blur (mixed kernel, sigma 0.2-3, or sinc with p 0.1), resize up / down / keep, Gaussian noise
+     (sigma 1-30) or Poisson noise (scale 0.05-3), gray with p 0.4, JPEG quality 30-95;
+  2. blur with p 0.8 (sigma 0.2-1.5), resize to (H, W) / rate x (0.3-1.2 | 1), noise (sigma 1-25 or
+     Poisson 0.05-2.5), then, in either order with equal odds, JPEG 30-95 and [resize back to (H, W) +
+     sinc filter with p 0.8].
+Test sets (`lqseg`, levels 1..3) use the first resize of make_paired_data_guo.py (up 0.2 / down 0.7 /
+keep 0.1, scale 0.15-1.5); training (`lqseg_training`) that of the training yaml (0.1 / 0.2 / 0.7,
+0.5-1.5) and draws the rate per sample from (1, 2, 3, 3, 4, 4, 4, 4).
+
+Differences, on purpose: the result keeps the input's size (make_paired_data_guo.py writes 512 x 512
+whatever the input; masks here must match the image); the clear image is not USM-sharpened first
+(the test-set script does, the training loader does not); JPEG is `codec.jpeg` (libjpeg's tables,
+exact rounding) instead of OpenCV / DiffJPEG.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Optional
 
-import kornia
 import torch
-import torch.nn.functional as F
 
 from .codec import jpeg
-from .registry import GeneratorArg, sample_generators
+from .realesrgan import RESIZE_MODES, add_noise, blur_kernel, choose, filter_image, final_sinc_kernel, pick, resize
+from .registry import GeneratorArg, check_images, resolve_generators, working_copy
+from .sampling import Range, lerp, unit
 
 LQSEG_RATES = {1: 1, 2: 2, 3: 4}
-_MODES = ("bilinear", "bicubic", "area")
+LQSEG_TYPES = {f"LQ-{level}": level for level in LQSEG_RATES}  # `robustsam degrade` type -> level
+TRAINING_RATES = (1, 2, 3, 3, 4, 4, 4, 4)
+GRAY_NOISE_PROBABILITY = 0.4
+GAUSSIAN_PROBABILITY = 0.5
+SECOND_BLUR_PROBABILITY = 0.8
+FINAL_SINC_PROBABILITY = 0.8
 
 
-def _uniform(generator: torch.Generator, low: float, high: float) -> float:
-    return low + (high - low) * float(torch.rand((), generator=generator))
+@dataclass(frozen=True)
+class ResizeStep:
+    """Probabilities of (up, down, keep) and the scale range: up draws in [1, high], down in [low, 1]."""
+
+    probabilities: tuple[float, float, float]
+    scale: Range
+
+    def draw(self, generator: torch.Generator) -> float:
+        direction = choose(generator, self.probabilities)
+        u = unit(generator)
+        return (lerp((1.0, self.scale[1]), u), lerp((self.scale[0], 1.0), u), 1.0)[direction]
 
 
-def _one(image: torch.Tensor, generator: torch.Generator, rate: int) -> torch.Tensor:
-    """One (1, 3, H, W) image through the chain."""
-    sigma = _uniform(generator, 0.2, 3.0)
-    mode = _MODES[int(torch.randint(len(_MODES), (), generator=generator))]
-    noise_sigma = _uniform(generator, 1.0, 30.0) / 255
-    quality = round(_uniform(generator, 30.0, 95.0))
-    noise = torch.randn(image.shape, generator=generator).to(image.device)
-    size = image.shape[-2:]
-    out = kornia.filters.gaussian_blur2d(image, (21, 21), (sigma, sigma), border_type="reflect")
-    if rate > 1:
-        small = (max(1, size[0] // rate), max(1, size[1] // rate))
-        out = F.interpolate(out, size=small, mode=mode, **({} if mode == "area" else {"align_corners": False}))
-        out = F.interpolate(out, size=size, mode="bilinear", align_corners=False)
-    out = (out + noise_sigma * noise).clamp(0, 1)
-    return jpeg(out, torch.tensor([quality], device=image.device))
+TEST_FIRST_RESIZE = ResizeStep((0.2, 0.7, 0.1), (0.15, 1.5))
+TRAIN_FIRST_RESIZE = ResizeStep((0.1, 0.2, 0.7), (0.5, 1.5))
+SECOND_RESIZE = ResizeStep((0.3, 0.4, 0.3), (0.3, 1.2))
+
+
+def _jpeg(image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    quality = round(lerp((30.0, 95.0), unit(generator)))
+    return jpeg(image.clamp(0, 1), torch.tensor([quality], device=image.device)).clamp(0, 1)
+
+
+def _chain(image: torch.Tensor, generator: torch.Generator, rate: int, first_resize: ResizeStep) -> torch.Tensor:
+    """One (1, 3, H, W) image through the second-order chain with downsampling `rate`."""
+    height, width = image.shape[-2:]
+    out = filter_image(image, blur_kernel(generator, (0.2, 3.0)))
+    scale = first_resize.draw(generator)
+    out = resize(out, (int(height * scale), int(width * scale)), pick(generator, RESIZE_MODES))
+    out = add_noise(out, generator, GAUSSIAN_PROBABILITY, (1.0, 30.0), (0.05, 3.0), GRAY_NOISE_PROBABILITY)
+    out = _jpeg(out, generator)
+
+    kernel = blur_kernel(generator, (0.2, 1.5))
+    if unit(generator) < SECOND_BLUR_PROBABILITY:
+        out = filter_image(out, kernel)
+    scale = SECOND_RESIZE.draw(generator)
+    out = resize(out, (int(height / rate * scale), int(width / rate * scale)), pick(generator, RESIZE_MODES))
+    out = add_noise(out, generator, GAUSSIAN_PROBABILITY, (1.0, 25.0), (0.05, 2.5), GRAY_NOISE_PROBABILITY)
+    sinc = final_sinc_kernel(generator) if unit(generator) < FINAL_SINC_PROBABILITY else None
+    jpeg_first = unit(generator) < 0.5
+    mode = pick(generator, RESIZE_MODES)
+    if jpeg_first:
+        out = _jpeg(out, generator)
+    out = resize(out, (height, width), mode)
+    if sinc is not None:
+        out = filter_image(out, sinc)
+    if not jpeg_first:
+        out = _jpeg(out, generator)
+    return out.clamp(0, 1)
+
+
+def _run(images: torch.Tensor, generator: GeneratorArg, rates: Optional[int], first_resize: ResizeStep) -> torch.Tensor:
+    check_images(images)
+    generators = resolve_generators(generator, images.shape[0])
+    work = working_copy(images)
+    out = []
+    for i, sample_generator in enumerate(generators):
+        rate = rates if rates is not None else pick(sample_generator, TRAINING_RATES)
+        out.append(_chain(work[i : i + 1], sample_generator, rate, first_resize))
+    return torch.cat(out).to(images.dtype)
 
 
 def lqseg(images: torch.Tensor, level: int, generator: GeneratorArg = None) -> torch.Tensor:
-    """LQSeg's chain at LQ-`level` (1..3; resize rate 1, 2, 4) on (B, 3, H, W) images in [0, 1].
+    """LQSeg's test-set chain at LQ-`level` (1..3: downsampling rate 1, 2, 4) on (B, 3, H, W) images in
+    [0, 1], any device; same shape, device and dtype. `generator` follows `degrade`'s per-sample contract.
 
-    Not in DEGRADATIONS: training RobustSAM draws uniformly from that registry, and LQSeg is a chain of
-    its own with its own levels. `generator` follows the registry's per-sample contract."""
+    Not in DEGRADATIONS: RobustSAM training draws uniformly from that registry; `robustsam degrade`
+    writes these as the types LQ-1, LQ-2, LQ-3 (LQSEG_TYPES)."""
     if level not in LQSEG_RATES:
         raise ValueError(f"lqseg has levels 1..3 (LQ-1..LQ-3), got {level}")
-    rate = LQSEG_RATES[level]
-    generators = generator if isinstance(generator, (list, tuple)) else sample_generators(generator, len(images))
-    return torch.cat([_one(images[i : i + 1], generator, rate) for i, generator in enumerate(generators)])
+    return _run(images, generator, LQSEG_RATES[level], TEST_FIRST_RESIZE)
+
+
+def lqseg_training(images: torch.Tensor, generator: GeneratorArg = None, level: Optional[int] = None) -> torch.Tensor:
+    """LQSeg's training chain: the rate drawn per sample from TRAINING_RATES, or that of `level` (1..3)."""
+    if level is not None and level not in LQSEG_RATES:
+        raise ValueError(f"lqseg has levels 1..3 (LQ-1..LQ-3), got {level}")
+    return _run(images, generator, None if level is None else LQSEG_RATES[level], TRAIN_FIRST_RESIZE)

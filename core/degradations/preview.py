@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
 from .dataset import file_seed
+from .lqseg import LQSEG_TYPES, lqseg
 from .mixed import mixed_degrade
 from .registry import degrade, generator_from_seed
 
@@ -38,11 +39,14 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 def apply(
     images: torch.Tensor, kind: str, level: int, seeds: Sequence[int], out: Optional[torch.Tensor] = None
 ) -> torch.Tensor:
-    """Applies a registered degradation, or the mixed chain, with one seeded generator per sample;
-    registered types write into `out` when given (see `degrade`)."""
+    """Applies a registered degradation, the mixed chain, or LQSeg's chain (types LQ-1..LQ-3, whose level
+    is in the name: `level` is not used), with one seeded generator per sample; registered types write
+    into `out` when given (see `degrade`)."""
     generators = [generator_from_seed(s) for s in seeds]
     if kind == MIXED:
         return mixed_degrade(images, generator=generators)
+    if kind in LQSEG_TYPES:
+        return lqseg(images, LQSEG_TYPES[kind], generator=generators)
     return degrade(images, kind, level=level, generator=generators, out=out)
 
 
@@ -83,7 +87,7 @@ def contact_sheet(
     for index, (label, picture) in enumerate(pictures):
         x = GAP + (index % columns) * cell_w
         y = GAP + (index // columns) * cell_h
-        text = label if label in (CLEAR, MIXED) else f"{label} (level {level})"
+        text = label if label in (CLEAR, MIXED, *LQSEG_TYPES) else f"{label} (level {level})"
         draw.text((x + 3, y + 3), text, fill=(255, 255, 255), font=font)
         sheet.paste(Image.fromarray(picture), (x, y + LABEL_HEIGHT))
     return np.asarray(sheet)

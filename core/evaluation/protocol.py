@@ -25,8 +25,8 @@ import torch
 
 from ..data.datasets import CLEAR, AnnotatedReader, DatasetSpec, Sample, SampleReader
 from ..errors import InputError, OnFailure, per_image
+from ..inference.loading import make_predictor, open_model
 from ..inference.predictor import RobustPredictor
-from ..model.build import build_robustsam
 from ..model.checkpoint import RobustModulesUninitialized
 from ..model.default_model import default_checkpoint
 from .metrics import (
@@ -222,12 +222,12 @@ def load_predictor(spec: ModelSpec, device: str, precision: str) -> tuple[Robust
     (its robust modules would be untrained)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RobustModulesUninitialized)
-        model = build_robustsam(None, spec.checkpoint, device=device)
+        model = open_model(spec.checkpoint, device=device)  # RobustSAM/SAM or GleSAM: the file says
     untrained = any(issubclass(w.category, RobustModulesUninitialized) for w in caught)
     note = None
     if untrained and spec.robust:
         note = f"{spec.name}: {spec.checkpoint} has no RobustSAM modules; evaluating it on SAM's path"
-    return RobustPredictor(model, robust=spec.robust and not untrained, precision=precision), note
+    return make_predictor(model, robust=spec.robust and not untrained, precision=precision), note
 
 
 def predict_objects(

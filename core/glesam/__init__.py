@@ -1,8 +1,18 @@
 """GleSAM (Guo et al., CVPR 2025): generative latent-space enhancement of SAM's image embedding with a
-LoRA-adapted diffusion U-Net (one denoising step), then SAM's fine-tuned decoder."""
+LoRA-adapted diffusion U-Net (one denoising step), then SAM's fine-tuned decoder. Needs the `glesam`
+extra (diffusers, peft); `core.inference.open_predictor` opens GleSAM checkpoints like any other."""
 
 from .enhancer import PUBLISHED_FEATURE_WEIGHT, PUBLISHED_TIMESTEP, LatentEnhancer, sd_alphas_cumprod
-from .model import GleSam, build_enhancer, checkpoint_dict, is_glesam_checkpoint, load_glesam, load_released_decoder
+from .model import (
+    GleSam,
+    build_enhancer,
+    checkpoint_dict,
+    from_released,
+    glesam_from_content,
+    is_glesam_checkpoint,
+    load_glesam,
+    load_released_decoder,
+)
 from .predictor import GleSamPredictor
 from .unet import (
     LORA_TARGETS,
@@ -13,6 +23,7 @@ from .unet import (
     load_sd_unet,
     released_lora_to_peft,
     small_unet_config,
+    text_context,
 )
 
 __all__ = [
@@ -27,6 +38,8 @@ __all__ = [
     "build_enhancer",
     "checkpoint_dict",
     "expand_channels",
+    "from_released",
+    "glesam_from_content",
     "is_glesam_checkpoint",
     "load_glesam",
     "load_lora_weights",
@@ -35,4 +48,5 @@ __all__ = [
     "released_lora_to_peft",
     "sd_alphas_cumprod",
     "small_unet_config",
+    "text_context",
 ]

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, Optional
 
 import torch
 from diffusers import DDPMScheduler, UNet2DConditionModel
 from torch import nn
 
-# GleSAM conditions the one step on timestep 999 of SD's 1000-step schedule (`--conditioning_timestep`).
-PUBLISHED_TIMESTEP = 999
+# The timestep the one step is conditioned on: GleSAM's training scripts pass `--conditioning_timestep 1`
+# (the argparse default of 999 is overridden in every released script, train and demo alike).
+PUBLISHED_TIMESTEP = 1
 # The README's example scale of SAM's embedding before the U-Net (`--feat_weight 5`).
 PUBLISHED_FEATURE_WEIGHT = 5.0
 
@@ -26,35 +28,42 @@ class LatentEnhancer(nn.Module):
     Feature-distribution alignment: the embedding is multiplied by `feature_weight` so that its values sit
     in the range of SD latents, treated as the noisy sample x_t at `timestep`, and the U-Net's noise
     prediction eps gives x0 = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t); x0 / feature_weight goes to the decoder.
-    The text condition is a constant zero context (GleSAM's RAM captions are optional in its code).
+
+    `context` (1, L, C) is the cross-attention condition: GleSAM's is the CLIP embedding of the empty
+    prompt (its RAM captions are switched off in the released code); `text_context` computes it from an
+    SD pipeline folder. Without one (a bare U-Net, or the small U-Net from scratch) it is a zero token.
     """
 
     def __init__(self, unet: UNet2DConditionModel, feature_weight: float = PUBLISHED_FEATURE_WEIGHT,
-                 timestep: int = PUBLISHED_TIMESTEP) -> None:
+                 timestep: int = PUBLISHED_TIMESTEP, context: Optional[torch.Tensor] = None) -> None:
         super().__init__()
         if not 0 <= timestep < 1000:
             raise ValueError(f"timestep must be in 0..999, got {timestep}")
         self.unet = unet
         self.feature_weight = float(feature_weight)
         self.timestep = int(timestep)
+        if context is None:
+            context = torch.zeros(1, 1, unet.config.cross_attention_dim)
+        self.register_buffer("context", context.detach().float().clone())
         alpha = sd_alphas_cumprod()[self.timestep]
         self.register_buffer("sqrt_alpha", alpha.sqrt().float(), persistent=False)
         self.register_buffer("sqrt_one_minus_alpha", (1 - alpha).sqrt().float(), persistent=False)
-
-    def context(self, batch: int, reference: torch.Tensor) -> torch.Tensor:
-        """The zero text context (B, 1, cross_attention_dim)."""
-        return reference.new_zeros(batch, 1, self.unet.config.cross_attention_dim)
 
     def scaled_x0(self, embedding: torch.Tensor) -> torch.Tensor:
         """x0 in the aligned (scaled) space, (B, D, h, w): what stage 1's MSE compares with feature_weight * HQ."""
         noisy = embedding * self.feature_weight
         timesteps = torch.full((len(noisy),), self.timestep, device=noisy.device, dtype=torch.long)
-        noise = self.unet(noisy, timesteps, self.context(len(noisy), noisy)).sample
+        context = self.context.to(noisy.dtype).expand(len(noisy), -1, -1)
+        noise = self.unet(noisy, timesteps, context).sample
         return (noisy - self.sqrt_one_minus_alpha * noise) / self.sqrt_alpha
 
     def forward(self, embedding: torch.Tensor) -> torch.Tensor:
         return self.scaled_x0(embedding) / self.feature_weight
 
     def settings(self) -> dict[str, Any]:
-        """What a checkpoint stores besides the weights."""
-        return {"unet_config": dict(self.unet.config), "feature_weight": self.feature_weight, "timestep": self.timestep}
+        """What a checkpoint stores besides the U-Net weights."""
+        # the config as JSON values: a U-Net read from disk carries a Path (`_name_or_path`), which the
+        # weights-only reader refuses
+        config = {key: value for key, value in json.loads(self.unet.to_json_string()).items() if not key.startswith("_")}
+        return {"unet_config": config, "feature_weight": self.feature_weight, "timestep": self.timestep,
+                "context": self.context.cpu()}

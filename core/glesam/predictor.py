@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 from ..inference.predictor import RobustPredictor
@@ -10,10 +12,13 @@ from .model import GleSam
 
 class GleSamPredictor(RobustPredictor):
     """Encodes each image once, enhances its embedding with one U-Net step, then decodes any number of
-    prompts on SAM's path, so `segment`, AMG and evaluation run on it unchanged.
+    prompts on SAM's path (with GleSAM's fine-tuned decoder), so `segment`, AMG, `prior` and evaluation
+    run on it unchanged. `features` is the enhanced embedding, `early_features` SAM's own.
 
     `enhancer_seconds` accumulates the wall time spent in the enhancer (the cost GleSAM adds to set_image).
     """
+
+    method = "glesam"
 
     def __init__(self, model: GleSam, precision: str = "fp32") -> None:
         self.glesam = model
@@ -23,8 +28,6 @@ class GleSamPredictor(RobustPredictor):
     @torch.inference_mode()
     def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: tuple[int, ...]) -> None:
         """Encodes a 1x3xHxW image resized with `self.transform`, then enhances its embedding (1, D, h, w)."""
-        import time
-
         super().set_torch_image(transformed_image, original_image_size)
         start = time.perf_counter()
         with self._autocast():

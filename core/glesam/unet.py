@@ -4,7 +4,9 @@ SAM's embedding channels by channel replication, with LoRA adapters through peft
 Recipe (GleSAM's released code, `models/sd_unifined_model_CRE_addlora.py`): the Stable Diffusion U-Net is
 rebuilt with `in_channels = out_channels = 256`; its 4-channel `conv_in` kernel is tiled 64 times along
 the input channels and its `conv_out` kernel and bias 64 times along the output channels; every base
-weight is frozen and LoRA (rank 64, alpha 8, dropout 0) is added to the modules in `LORA_TARGETS`.
+weight is frozen and LoRA (dropout 0) is added to the modules in `LORA_TARGETS`. Rank and alpha are 8
+and 8: what every released training script passes (`--lora_rank 8 --lora_alpha 8`; the argparse
+defaults, 64 and 8, are never used).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ LORA_TARGETS = (
     "downsamplers.0.conv", "upsamplers.0.conv",
     "time_emb_proj", "conv_in", "conv_out",
 )
-PUBLISHED_LORA = {"rank": 64, "alpha": 8.0, "dropout": 0.0}
+PUBLISHED_LORA = {"rank": 8, "alpha": 8.0, "dropout": 0.0}
 
 
 def small_unet_config(sample_size: int = 8, width: int = 32, cross_attention_dim: int = 32) -> dict[str, Any]:
@@ -63,6 +65,24 @@ def load_sd_unet(path: str | os.PathLike) -> UNet2DConditionModel:
     raise CheckpointError(f"{path}: no such U-Net folder or file")
 
 
+def text_context(path: str | os.PathLike) -> Optional[torch.Tensor]:
+    """GleSAM's cross-attention condition, the CLIP embedding of the empty prompt (1, 77, C), from the
+    `tokenizer/` and `text_encoder/` of the SD pipeline folder `path`; None when `path` is not such a folder."""
+    path = Path(path)
+    if not ((path / "tokenizer").is_dir() and (path / "text_encoder" / "config.json").is_file()):
+        return None
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    try:
+        tokenizer = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", local_files_only=True)
+        encoder = CLIPTextModel.from_pretrained(path, subfolder="text_encoder", local_files_only=True)
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{path}: unreadable CLIP tokenizer or text encoder ({str(error).splitlines()[0]})") from None
+    ids = tokenizer([""], max_length=tokenizer.model_max_length, padding="max_length", truncation=True, return_tensors="pt").input_ids
+    with torch.no_grad():
+        return encoder(ids)[0].float()
+
+
 def expand_channels(unet: UNet2DConditionModel, channels: int) -> UNet2DConditionModel:
     """The channel-replication adapter: a copy of a 4-channel `unet` that reads and writes `channels`
     channels, `conv_in` tiled along its inputs and `conv_out` along its outputs (channel c uses the
@@ -88,19 +108,31 @@ def add_lora(unet: UNet2DConditionModel, rank: int, alpha: float, dropout: float
     return unet
 
 
+# Released LoRA key endings -> peft's: diffusers' `convert_state_dict_to_diffusers` (0.27, as GleSAM pins)
+# renames only the attention projections' adapters to `lora.down` / `lora.up`; every other module keeps
+# peft's `lora_A` / `lora_B` (GleSAM's own `val_load` maps both the same way).
+_RELEASED_LORA_ENDINGS = (
+    (".lora.down.weight", ".lora_A.default.weight"),
+    (".lora.up.weight", ".lora_B.default.weight"),
+    (".lora_A.weight", ".lora_A.default.weight"),
+    (".lora_B.weight", ".lora_B.default.weight"),
+)
+
+
 def released_lora_to_peft(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """GleSAM's released `pytorch_lora_weights.safetensors` (diffusers LoRA layout,
-    `unet.<module>.lora.down.weight` / `.lora.up.weight`) -> the peft names of this U-Net,
-    `<module>.lora_A.default.weight` / `.lora_B.default.weight`. Other keys are refused."""
+    """GleSAM's released `pytorch_lora_weights.safetensors` (saved by `StableDiffusionPipeline.save_lora_weights`:
+    `unet.<module>.lora.down.weight` / `.lora.up.weight` for attention projections, `unet.<module>.lora_A.weight`
+    / `.lora_B.weight` for the rest) -> the peft names of this U-Net, `<module>.lora_A.default.weight` /
+    `.lora_B.default.weight`. Other keys are refused."""
     mapped = {}
     for key, value in state.items():
         name = key[len("unet."):] if key.startswith("unet.") else key
-        for old, new in ((".lora.down.weight", ".lora_A.default.weight"), (".lora.up.weight", ".lora_B.default.weight")):
+        for old, new in _RELEASED_LORA_ENDINGS:
             if name.endswith(old):
                 mapped[name[: -len(old)] + new] = value
                 break
         else:
-            raise CheckpointError(f"unexpected key {key!r} in a GleSAM LoRA file (expected unet.*.lora.down/up.weight)")
+            raise CheckpointError(f"unexpected key {key!r} in a GleSAM LoRA file (expected unet.*.lora.down/up.weight or lora_A/B.weight)")
     return mapped
 
 

@@ -1,7 +1,8 @@
-"""Running a model: the SamPredictor-compatible predictor, automatic masks, small-region removal,
+"""Running a model: opening any checkpoint (RobustSAM, SAM or GleSAM) as a predictor, the SamPredictor-compatible predictor, automatic masks, small-region removal,
 and batch segmentation of image files into mask files."""
 
 from .amg import RobustAutomaticMaskGenerator
+from .loading import make_predictor, open_model, open_predictor
 from .mask_writers import MaskRecord, MaskWriter, make_writers
 from .predictor import RobustPredictor
 from .segment import SegmentSummary, segment
@@ -14,6 +15,9 @@ __all__ = [
     "RobustPredictor",
     "SegmentSummary",
     "connected_components",
+    "make_predictor",
+    "open_model",
+    "open_predictor",
     "make_writers",
     "remove_small_regions",
     "segment",

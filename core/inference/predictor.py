@@ -30,6 +30,7 @@ class RobustPredictor(SamPredictor):
     """
 
     model: RobustSam
+    method = "robustsam"  # which robust-SAM method runs; GleSamPredictor says "glesam"
 
     def __init__(self, model: RobustSam, robust: bool = True, precision: str = "fp32", exact_sam: bool = True) -> None:
         if precision not in _AUTOCAST_DTYPES:

@@ -30,6 +30,7 @@ from ..data.prompt_files import Prompt, PromptSet, load_prompts
 from ..errors import InputError
 from ..model.robustsam import RobustSam
 from .amg import RobustAutomaticMaskGenerator
+from .loading import make_predictor
 from .mask_writers import ImageJob, MaskRecord, MaskWriter, make_writers
 from .predictor import RobustPredictor
 
@@ -360,23 +361,22 @@ def prepare_run(
 
     Without `prompts`, every image is segmented automatically with SAM's generator parameters
     `generator_options` (points_per_side, pred_iou_thresh, ..., min_mask_region_area).
-    Raises InputError for unusable inputs or prompt files. `predictor` runs instead of a
-    RobustPredictor of `model` (which may then be None): any SamPredictor-shaped predictor, such as
-    `core.deploy.OnnxPredictor`; `robust` and `precision` are then its own.
+    Raises InputError for unusable inputs or prompt files. `model` is a RobustSam or a GleSam
+    (`core.inference.open_model` opens either); `predictor` runs instead of its predictor (`model` may
+    then be None): any SamPredictor-shaped predictor, such as `core.deploy.OnnxPredictor`; `robust`
+    and `precision` are then its own.
     """
     require_output_dir(output_dir)
     prompt_set = load_prompts(prompts, prompt_from) if prompts is not None and not isinstance(prompts, PromptSet) else prompts
     jobs = plan_jobs(find_images(inputs, recursive, exclude=Path(output_dir)), prompt_set)
     jobs = _check_prompts_inside(jobs)
     segmenter: Segmenter
+    predictor = predictor if predictor is not None else make_predictor(model, robust=robust, precision=precision)
     if prompt_set is None:
-        # SAM's generator reads only `img_size` from its model: an outside predictor's `model` serves.
-        source = model if predictor is None else predictor.model
-        generator = RobustAutomaticMaskGenerator(source, robust=robust, precision=precision, predictor=predictor,
-                                                 **(generator_options or {}))
+        # SAM's generator reads only `img_size` from its model: the predictor's `model` serves.
+        generator = RobustAutomaticMaskGenerator(predictor.model, predictor=predictor, **(generator_options or {}))
         segmenter = AutomaticSegmenter(generator)
     else:
-        predictor = predictor if predictor is not None else RobustPredictor(model, robust=robust, precision=precision)
         segmenter = PromptSegmenter(predictor, multimask, all_masks, prompt_batch)
     return SegmentRun(jobs, segmenter, make_writers(output_dir, output_format, overlay), overwrite)
 

@@ -21,6 +21,8 @@ _ROBUST_PREFIXES = tuple(f"mask_decoder.{name}." for name in ROBUST_MODULES)
 _WRAPPER_KEYS = ("model", "state_dict")
 _SHOWN_KEYS = 5
 SAFETENSORS_SUFFIX = ".safetensors"
+# A GleSAM checkpoint (core.glesam) is {"glesam": {"kind": "glesam", ...}, "sam": ..., "unet": ...}.
+GLESAM_KIND = "glesam"
 
 
 class RobustModulesUninitialized(UserWarning):
@@ -59,20 +61,27 @@ def _load_problem(error: Exception) -> str:
     return first.split(". ")[0].rstrip(".")
 
 
-def load_torch_file(path: str | os.PathLike, what: str = "checkpoint file", kind: str = "PyTorch checkpoint") -> Any:
+def load_torch_file(path: str | os.PathLike, what: str = "checkpoint file", kind: str = "PyTorch checkpoint",
+                    mmap: bool = False) -> Any:
     """The content of a `torch.save` file read with `weights_only=True` (plain containers and
     tensors only: a pickle that would run code is refused). CheckpointError naming the file, "no
     such `what`" when it is missing, "not a `kind`" for any file torch cannot read that way:
-    empty, cut short, text, random bytes or a malicious pickle."""
+    empty, cut short, text, random bytes or a malicious pickle. `mmap`: tensors stay on disk until
+    used (zip-format files only; a legacy-format file is then refused)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such {what}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": noise next to the error
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as error:  # torch's unpickler raises many types for foreign bytes
         raise CheckpointError(f"{path}: not a {kind} ({_load_problem(error)})") from None
+
+
+def is_glesam_checkpoint(content: Any) -> bool:
+    """True for the content of a GleSAM checkpoint (as `robustsam train --method glesam` writes it)."""
+    return isinstance(content, Mapping) and isinstance(content.get("glesam"), Mapping) and content["glesam"].get("kind") == GLESAM_KIND
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -83,6 +92,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if path.suffix.lower() == SAFETENSORS_SUFFIX:
         return _read_safetensors(path)
     state = load_torch_file(path)
+    if is_glesam_checkpoint(state):
+        raise CheckpointError(f"{path}: a GleSAM checkpoint, not a SAM/RobustSAM state dict "
+                              "(segment, eval and prior run it; training and export take SAM/RobustSAM weights)")
     for wrapper in _WRAPPER_KEYS:
         if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
             state = state[wrapper]

@@ -6,15 +6,18 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Union
 
 import torch
 
 from ..data.io import atomic_path, read_image_size
 from ..errors import InputError
-from ..model.build import build_robustsam
+from ..inference.loading import open_model
 from ..model.robustsam import RobustSam
 from .shard import Shard
+
+if TYPE_CHECKING:
+    from ..glesam import GleSam
 
 STATE_DIR = ".parallel"
 
@@ -45,10 +48,11 @@ def worker_device(cuda: bool) -> torch.device:
     return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}") if cuda else torch.device("cpu")
 
 
-def worker_model(build: dict[str, Any]) -> RobustSam:
-    """The RobustSam of `build` ({model_type, checkpoint, sam_checkpoint, cuda}) on this worker's device."""
-    return build_robustsam(build["model_type"], build["checkpoint"], sam_checkpoint=build["sam_checkpoint"],
-                           device=worker_device(build["cuda"]))
+def worker_model(build: dict[str, Any]) -> Union[RobustSam, "GleSam"]:
+    """The model of `build` ({model_type, checkpoint, sam_checkpoint, cuda}) on this worker's device: a
+    RobustSam, or a GleSam when the checkpoint is GleSAM's (`core.inference.loading.open_model`)."""
+    return open_model(build["checkpoint"], model_type=build["model_type"], sam_checkpoint=build["sam_checkpoint"],
+                      device=worker_device(build["cuda"]))
 
 
 def counter(progress: Callable[[int, int], None], total: int) -> Callable[[int], None]:
