@@ -1,10 +1,10 @@
-"""`robustsam train` (stage base: a SAM from scratch; stage robust: the RobustSAM modules on a frozen SAM).
-`robustsam export` lives in `export.py`."""
+"""`robustsam train` (stage base: a SAM from scratch; stage robust: the RobustSAM modules on a frozen SAM;
+`--method glesam`: GleSAM's two stages), on one process or many. `robustsam export` lives in `export.py`."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import click
 from click.core import ParameterSource
@@ -18,6 +18,9 @@ from train.config import DEGRADE_MODES, LOSSES, OPTIMIZERS, PRECISIONS, PROMPTS,
 
 from .defaults import announce_builtin, builtin_checkpoint, no_leftover_folder
 from .train_progress import step_reporter
+
+if TYPE_CHECKING:
+    from train.glesam import GleSamTrainConfig
 
 _PATH = click.Path(dir_okay=False, path_type=str)
 
@@ -105,42 +108,29 @@ _PATH = click.Path(dir_okay=False, path_type=str)
               help="Also write final.safetensors: the trained weights, with model type and RobustSAM/SAM split as metadata.")
 def train_command(resume: Optional[str], gpus: int, nnodes: int, node_rank: int, master_addr: str, master_port: int,
                   no_progress: bool, write_safetensors: bool, **settings) -> None:
-    """Train RobustSAM (or, with --stage base, a small SAM) on one process or many.
+    """Train RobustSAM (or, with --stage base, a small SAM; with --method glesam, GleSAM) on one process or many.
 
     \b
     robustsam train --data robust_seg/ --sam-checkpoint sam_vit_l_0b3195.pth -o runs/l --gpus 8
     robustsam train --stage base --model-type vit_micro --data synthetic:2000 --image-size 128 -o runs/base
+    robustsam train --method glesam --stage unet --data lqseg_train/ --sam-checkpoint sam_vit_l_0b3195.pth -o runs/g --gpus 8
     """
     method, unet_path, lora_rank, latent_scale = (settings.pop(key) for key in ("method", "unet_path", "lora_rank", "latent_scale"))
     require_output_dir(settings["output"])
-    if method == "glesam":
-        _train_glesam(settings, resume, unet_path, lora_rank, latent_scale)
-        return
-    if settings["stage"] not in STAGES:
-        raise InputError(f"--stage {settings['stage']}: a GleSAM stage; add --method glesam")
-    from train.data import open_dataset
-    from train.launch import launch
-    from train.trainer import check_config, train
-
-    builtin = [key for key in ("checkpoint", "sam_checkpoint") if is_default_name(settings[key])]
-    if settings["checkpoint"] is None and settings["sam_checkpoint"] is None and resume is None and settings["stage"] == "robust":
-        builtin = ["checkpoint"]  # nothing to start from: the built-in model
-    for key in builtin:
-        settings[key] = str(builtin_checkpoint())
-    config = TrainConfig(**settings)
     if gpus < 1 or nnodes < 1:
         raise InputError("--gpus and --nnodes must be at least 1")
-    if resume is not None and not Path(resume).is_file():
-        raise InputError(f"{resume}: no such checkpoint to resume")
-    if builtin:
-        # Bad settings or data fail first, in one line; then the notice.
-        check_config(config)
-        if config.degrade == "online":
-            open_dataset(config.data, split=config.split, image_dir=config.image_dir, size=config.image_size)
-        announce_builtin()
+    if method == "glesam":
+        if write_safetensors:
+            raise InputError("--safetensors: RobustSAM runs only (a GleSAM checkpoint keeps its enhancer settings in final.pth)")
+        config = _glesam_config(settings, unet_path, lora_rank, latent_scale, resume)
+    else:
+        config = _robustsam_config(settings, resume)
+    from train.launch import launch
+    from train.worker import run_training
+
     if gpus == 1 and nnodes == 1:
         with no_leftover_folder(config.output), step_reporter(enabled=not no_progress) as report:
-            final = train(config, resume, report)
+            final = run_training(config, resume, report)
         click.echo(f"wrote {final}")
         if write_safetensors:
             _write_safetensors(Path(final))
@@ -156,19 +146,42 @@ def train_command(resume: Optional[str], gpus: int, nnodes: int, node_rank: int,
         _write_safetensors(Path(config.output) / "final.pth")
 
 
-def _train_glesam(settings: dict, resume: Optional[str], unet_path: Optional[str], lora_rank: int, latent_scale: float) -> None:
-    """`--method glesam`: one GleSAM stage on this process (train/glesam.py)."""
-    from train.glesam import GleSamTrainConfig, check_glesam_config, train_glesam
+def _robustsam_config(settings: dict, resume: Optional[str]) -> TrainConfig:
+    """The checked configuration of a RobustSAM run (train/trainer.py), the built-in model filled in."""
+    if settings["stage"] not in STAGES:
+        raise InputError(f"--stage {settings['stage']}: a GleSAM stage; add --method glesam")
+    from train.data import open_dataset
+    from train.trainer import check_config
+
+    builtin = [key for key in ("checkpoint", "sam_checkpoint") if is_default_name(settings[key])]
+    if settings["checkpoint"] is None and settings["sam_checkpoint"] is None and resume is None and settings["stage"] == "robust":
+        builtin = ["checkpoint"]  # nothing to start from: the built-in model
+    for key in builtin:
+        settings[key] = str(builtin_checkpoint())
+    config = TrainConfig(**settings)
+    _check_resume(resume)
+    if builtin:
+        # Bad settings or data fail first, in one line; then the notice.
+        check_config(config)
+        if config.degrade == "online":
+            open_dataset(config.data, split=config.split, image_dir=config.image_dir, size=config.image_size)
+        announce_builtin()
+    return config
+
+
+def _glesam_config(settings: dict, unet_path: Optional[str], lora_rank: int, latent_scale: float,
+                   resume: Optional[str]) -> "GleSamTrainConfig":
+    """`--method glesam`: the checked configuration of one GleSAM stage (train/glesam.py)."""
+    from train.glesam import GleSamTrainConfig, check_glesam_config
 
     stage = "unet" if settings["stage"] == "robust" else settings["stage"]
     # --level given: that LQSeg level (1..3); left out: LQSeg's training mix of rates, as published
     level = settings["level"] if click.get_current_context().get_parameter_source("level") != ParameterSource.DEFAULT else None
     sam = settings["sam_checkpoint"] or settings["checkpoint"] if stage == "unet" else None
-    if stage == "unet" and (sam is None or is_default_name(sam)):
-        sam = str(builtin_checkpoint())
-        announce_builtin()
+    builtin = stage == "unet" and (sam is None or is_default_name(sam))
     config = GleSamTrainConfig(
-        data=settings["data"], output=settings["output"], stage=stage, sam_checkpoint=sam,
+        data=settings["data"], output=settings["output"], stage=stage,
+        sam_checkpoint=str(builtin_checkpoint()) if builtin else sam,
         checkpoint=settings["checkpoint"] if stage == "decoder" else None, unet=unet_path, lora_rank=lora_rank,
         lora_alpha=8.0, feature_weight=latent_scale, image_size=settings["image_size"], level=level,
         prompt=settings["prompt"], num_points=settings["num_points"], lr=settings["lr"], epochs=settings["epochs"],
@@ -176,11 +189,15 @@ def _train_glesam(settings: dict, resume: Optional[str], unet_path: Optional[str
         save_every=settings["save_every"], log_every=settings["log_every"], device=settings["device"],
     )
     check_glesam_config(config)
+    _check_resume(resume)
+    if builtin and resume is None:  # a resumed run continues the SAM its checkpoint holds
+        announce_builtin()
+    return config
+
+
+def _check_resume(resume: Optional[str]) -> None:
     if resume is not None and not Path(resume).is_file():
         raise InputError(f"{resume}: no such checkpoint to resume")
-    with no_leftover_folder(config.output):
-        final = train_glesam(config, resume)
-    click.echo(f"wrote {final}")
 
 
 def _write_safetensors(final: Path) -> None:

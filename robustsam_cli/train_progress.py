@@ -7,14 +7,14 @@ from typing import Callable, Iterator
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from train.trainer import StepReport
+from train.loop import StepReport
 
 from .defaults import console
 
 
 @contextmanager
 def step_reporter(enabled: bool = True) -> Iterator[Callable[[StepReport], None]]:
-    """The `on_step` callback for `train.trainer.train`. Not a terminal (CI, nohup): one line per
+    """The `on_step` callback of a training run (`train.loop.TrainingRun.run`). Not a terminal (CI, nohup): one line per
     logged step instead of a bar, so logs read whole; validation scores are a line either way."""
     out = console()
     plain = not out.is_terminal

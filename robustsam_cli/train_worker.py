@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 
-from train.trainer import train
-from train.worker import parse_worker_args
+from train.worker import parse_worker_args, run_training
 
 from .train_progress import step_reporter
 
@@ -13,7 +12,7 @@ from .train_progress import step_reporter
 def main() -> None:
     config, resume = parse_worker_args()
     with step_reporter(enabled=os.environ.get("RANK", "0") == "0") as report:
-        train(config, resume, report)
+        run_training(config, resume, report)
 
 
 if __name__ == "__main__":

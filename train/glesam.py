@@ -16,36 +16,35 @@ stage "decoder": the enhancer frozen, SAM's mask decoder (all but its IoU head, 
 pixel) + Dice (smooth 1e-6), weights 1 and 1, on the low-res logits upsampled to the mask; Adam (lr
 1e-4, weight decay 1e-5), StepLR(10 epochs), 6 epochs, point prompts.
 
-Runs are seeded like RobustSAM's: every batch is a pure function of (seed, epoch, index); checkpoints
-`step_N.pth` carry the optimizer, scheduler and step for `--resume`; `log.jsonl` has one line per
-`log_every` steps; `final.pth` is a GleSAM checkpoint for `robustsam segment/eval`.
+Runs follow RobustSAM's rules (train.loop): one process or many under torchrun (DistributedDataParallel
+over the trainable part), each rank's batches from DistributedSampler seeded by the run's seed, every
+batch a pure function of (seed, epoch, index) and its LQSeg draw of (seed, step, rank); `log.jsonl`
+lines, `checkpoint-NNNNNNN.pth` every `save_every` steps and `final.pth`, all GleSAM checkpoints for
+`robustsam segment/eval` that also carry the optimizer, scheduler, step and RNG state for `--resume`.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import time
 import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers.optimization import get_scheduler
+from torch import nn
 
-from core.data.io import atomic_path
 from core.degradations.lqseg import LQSEG_RATES, lqseg_training
-from core.device import resolve_device
 from core.errors import InputError
 from core.glesam import PUBLISHED_FEATURE_WEIGHT, PUBLISHED_LORA, PUBLISHED_TIMESTEP, GleSam, build_enhancer, checkpoint_dict, load_glesam
 from core.model import RobustModulesUninitialized, build_robustsam, is_robust_key
-from core.model.checkpoint import load_torch_file
 from core.model.default_model import read_amg_defaults
 
 from .data import make_batch, open_dataset
+from .loop import StepReport, TrainingRun, read_training_checkpoint
 from .step import model_input, prompt_embeddings
 
 GLESAM_STAGES = ("unet", "decoder")
@@ -80,11 +79,19 @@ class GleSamTrainConfig:
     save_every: int = 1000
     log_every: int = 10
     device: str = "auto"
+    # what a launch config or checkpoint's "config" says, so that a torchrun worker runs the right trainer
+    method: ClassVar[str] = "glesam"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, **asdict(self)}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "GleSamTrainConfig":
         known = {f.name for f in fields(cls)}
         return cls(**{key: value for key, value in values.items() if key in known})
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
 
 
 def check_glesam_config(config: GleSamTrainConfig) -> None:
@@ -147,125 +154,113 @@ def _unet_learns(name: str, model: GleSam) -> bool:
     return ".lora_" in name or getattr(model.enhancer, "train_base", False)
 
 
-class GleSamTrainer:
-    """Runs one stage; `run()` returns the final checkpoint's path."""
+class GleSamStep(nn.Module):
+    """The losses of one batch of a stage, as a module so that DistributedDataParallel can wrap it: clear
+    and LQSeg-degraded images (B, 3, S, S) in [0, 1], masks (B, S, S), points (B, P, 2) or boxes (B, 4)
+    -> {"loss": the optimised scalar, and its parts}."""
+
+    def __init__(self, model: GleSam, stage: str, image_size: int) -> None:
+        super().__init__()
+        self.model = model
+        self.stage = stage
+        self.image_size = image_size
+
+    def forward(self, clear: torch.Tensor, degraded: torch.Tensor, masks: torch.Tensor,
+                points: Optional[torch.Tensor], boxes: Optional[torch.Tensor]) -> dict[str, torch.Tensor]:
+        sam, enhancer = self.model.sam, self.model.enhancer
+        low = self.model.encode(model_input(sam, degraded))
+        if self.stage == "unet":
+            high = self.model.encode(model_input(sam, clear))
+            loss = F.mse_loss(enhancer.scaled_x0(low), high * enhancer.feature_weight)
+            # what doing nothing would cost: the enhancer helps where mse < mse_input
+            mse_input = F.mse_loss(low, high).detach() * enhancer.feature_weight**2
+            return {"loss": loss, "mse": loss, "mse_input": mse_input}
+        with torch.no_grad():
+            enhanced = enhancer(low)
+        scale = sam.image_encoder.img_size / self.image_size
+        logits = []
+        for i in range(len(enhanced)):
+            sparse, dense = prompt_embeddings(sam, None if points is None else points[i : i + 1],
+                                              None if boxes is None else boxes[i : i + 1], scale)
+            low_res, _ = sam.mask_decoder(enhanced[i : i + 1], sam.prompt_encoder.get_dense_pe(), sparse, dense,
+                                          multimask_output=False, robust=False)
+            logits.append(low_res[:, 0])
+        focal, dice = glesam_mask_losses(torch.cat(logits), masks)
+        return {"loss": focal + dice, "focal": focal, "dice": dice}
+
+
+GLESAM_CHECKPOINT_KEYS = ("glesam", "sam", "unet")
+
+
+class GleSamTrainer(TrainingRun):
+    """Runs one stage, alone or as one rank of a torchrun job; `run()` (train.loop) returns `final.pth`'s path."""
 
     def __init__(self, config: GleSamTrainConfig, resume: Optional[str] = None) -> None:
         check_glesam_config(config)
-        self.config = config
-        self.device = resolve_device(config.device)
-        self.output = Path(config.output)
+        # a bad file fails before anything is written
+        saved = read_training_checkpoint(resume, GLESAM_CHECKPOINT_KEYS, "a GleSAM run") if resume is not None else None
+        if saved is not None and saved.get("config", {}).get("stage") != config.stage:
+            raise InputError(f"{resume}: not a checkpoint of GleSAM's stage {config.stage}")
+        super().__init__(config)
         self.samples = open_dataset(config.data, split="train", image_dir=None, size=config.image_size)
         self.model = build_glesam(config)
         # segment-everything settings travel on from the SAM checkpoint (stage unet) or stage unet's
         self.amg_defaults = read_amg_defaults(config.sam_checkpoint if config.stage == "unet" else config.checkpoint)
         self.model.enhancer.train_base = config.stage == "unet" and config.unet is None
-        self.params = glesam_trainable(self.model, config.stage)
+        self.parameters = [p for _, p in glesam_trainable(self.model, config.stage)]
         self.model.to(self.device)
-        values = [p for _, p in self.params]
+        self.model.eval()  # SAM and the U-Net have no batch statistics; dropout stays off as published (0)
+        self.step_module = self.dist.wrap(GleSamStep(self.model, config.stage, config.image_size))
         if config.stage == "unet":
-            self.optimizer = torch.optim.AdamW(values, lr=config.lr, weight_decay=0.01)
+            self.optimizer = torch.optim.AdamW(self.parameters, lr=config.lr, weight_decay=0.01)
             self.scheduler = get_scheduler("constant_with_warmup", self.optimizer, num_warmup_steps=config.warmup)
         else:
-            self.optimizer = torch.optim.Adam(values, lr=config.lr, weight_decay=1e-5)
+            self.optimizer = torch.optim.Adam(self.parameters, lr=config.lr, weight_decay=1e-5)
             self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, 10)
-        self.steps_per_epoch = math.ceil(len(self.samples) / config.batch_size)
-        self.step = 0
-        if resume is not None:
-            self.load(resume)
+        self.plan_steps(self.samples, config.batch_size)
+        if saved is not None:
+            self.load(resume, saved)
 
-    def load(self, path: str) -> None:
-        state = load_torch_file(path, "checkpoint", "readable training checkpoint")
-        if not isinstance(state, dict) or "train" not in state:
-            raise InputError(f"{path}: not a step checkpoint of a GleSAM run (no training state)")
-        self.model.sam.load_state_dict(state["sam"])
-        self.model.enhancer.unet.load_state_dict(state["unet"], strict=False)
-        self.optimizer.load_state_dict(state["train"]["optimizer"])
-        self.scheduler.load_state_dict(state["train"]["scheduler"])
-        self.step = int(state["train"]["step"])
+    def model_state(self) -> dict[str, Any]:
+        return checkpoint_dict(self.model, unet_source=self.config.unet, amg_defaults=self.amg_defaults)
 
-    def save(self, name: str, with_state: bool) -> Path:
-        state = checkpoint_dict(self.model, unet_source=self.config.unet, amg_defaults=self.amg_defaults)
-        if with_state:
-            state["train"] = {"step": self.step, "optimizer": self.optimizer.state_dict(),
-                              "scheduler": self.scheduler.state_dict(), "config": asdict(self.config)}
-        path = self.output / name
-        with atomic_path(path) as tmp:
-            torch.save(state, tmp)
-        return path
+    def load_model_state(self, saved: dict[str, Any], path: str) -> None:
+        try:
+            self.model.sam.load_state_dict(saved["sam"])
+            self.model.enhancer.unet.load_state_dict(saved["unet"], strict=False)
+        except RuntimeError as error:  # another SAM size, U-Net or LoRA rank than this run's
+            raise InputError(f"{path}: its weights do not fit this run's model ({str(error).splitlines()[0]})") from None
 
     def batch(self, step: int):
-        """The batch of optimizer step `step`: clear images, their LQSeg versions, masks and prompts."""
+        """This rank's batch of optimizer step `step`: clear images, their LQSeg versions, masks and prompts."""
         config = self.config
         epoch, position = divmod(step, self.steps_per_epoch)
-        order = np.random.default_rng([config.seed, epoch]).permutation(len(self.samples))
-        indices = [int(i) for i in order[position * config.batch_size : (position + 1) * config.batch_size]]
+        indices = self.epoch_order(epoch)[position * config.batch_size : (position + 1) * config.batch_size]
         batch = make_batch([self.samples[i] for i in indices], indices, epoch=epoch, seed=config.seed,
                            size=config.image_size, prompt=config.prompt, num_points=config.num_points,
                            degrade_online=False, level=3, device=self.device)
-        seed = int(np.random.default_rng([config.seed, step, 16]).integers(2**62))
+        seed = int(np.random.default_rng([config.seed, step, 16, self.dist.rank]).integers(2**62))
         return batch, lqseg_training(batch.clear, torch.Generator().manual_seed(seed), level=config.level)
 
     def train_step(self) -> dict[str, float]:
         batch, degraded = self.batch(self.step)
-        sam, enhancer = self.model.sam, self.model.enhancer
-        with torch.no_grad():
-            low = self.model.encode(model_input(sam, degraded))
-        if self.config.stage == "unet":
-            with torch.no_grad():
-                high = self.model.encode(model_input(sam, batch.clear))
-            loss = F.mse_loss(enhancer.scaled_x0(low), high * enhancer.feature_weight)
-            # what doing nothing would cost: the enhancer helps where mse < mse_input
-            logs = {"mse": float(loss.detach()), "mse_input": float(F.mse_loss(low, high)) * enhancer.feature_weight**2}
-        else:
-            with torch.no_grad():
-                enhanced = enhancer(low)
-            scale = sam.image_encoder.img_size / self.config.image_size
-            logits = []
-            for i in range(len(enhanced)):
-                sparse, dense = prompt_embeddings(
-                    sam, None if batch.points is None else batch.points[i : i + 1],
-                    None if batch.boxes is None else batch.boxes[i : i + 1], scale)
-                low_res, _ = sam.mask_decoder(enhanced[i : i + 1], sam.prompt_encoder.get_dense_pe(), sparse, dense,
-                                              multimask_output=False, robust=False)
-                logits.append(low_res[:, 0])
-            focal, dice = glesam_mask_losses(torch.cat(logits), batch.masks)
-            loss = focal + dice
-            logs = {"focal": float(focal.detach()), "dice": float(dice.detach())}
+        losses = self.step_module(batch.clear, degraded, batch.masks, batch.points, batch.boxes)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        losses["loss"].backward()
+        logs = {key: float(value.detach()) for key, value in losses.items()}
         if self.config.stage == "unet":
-            torch.nn.utils.clip_grad_norm_([p for _, p in self.params], 10.0)
+            logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.parameters, 10.0))
         self.optimizer.step()
         self.step += 1
         if self.config.stage == "unet":
             self.scheduler.step()
         elif self.step % self.steps_per_epoch == 0:
             self.scheduler.step()
-        return {"loss": float(loss.detach()), **logs}
-
-    def run(self) -> Path:
-        config = self.config
-        total = config.epochs * self.steps_per_epoch
-        if config.max_steps is not None:
-            total = min(total, config.max_steps)
-        self.output.mkdir(parents=True, exist_ok=True)
-        (self.output / "config.json").write_text(json.dumps(asdict(config), indent=1))
-        self.model.eval()  # SAM and the U-Net have no batch statistics; dropout stays off as published (0)
-        started = time.perf_counter()
-        with open(self.output / "log.jsonl", "a") as log:
-            while self.step < total:
-                logs = self.train_step()
-                if self.step % config.log_every == 0 or self.step == total:
-                    record = {"step": self.step, "stage": config.stage, "seconds": round(time.perf_counter() - started, 3), **logs}
-                    log.write(json.dumps(record) + "\n")
-                    log.flush()
-                if config.save_every and self.step % config.save_every == 0 and self.step < total:
-                    self.save(f"step_{self.step}.pth", with_state=True)
-        self.save(f"step_{self.step}.pth", with_state=True)
-        return self.save("final.pth", with_state=False)
+        return logs
 
 
-def train_glesam(config: GleSamTrainConfig, resume: Optional[str] = None) -> Path:
-    """Trains one GleSAM stage on this process; returns the path of `final.pth`."""
-    return GleSamTrainer(config, resume).run()
+def train_glesam(config: GleSamTrainConfig, resume: Optional[str] = None,
+                 on_step: Optional[Callable[[StepReport], None]] = None) -> Optional[Path]:
+    """Trains one GleSAM stage on this process (all of the job, or one rank of it under torchrun); returns
+    the path of `final.pth` on rank 0 (None elsewhere); `on_step` as in `TrainingRun.run`."""
+    return GleSamTrainer(config, resume).run(on_step)

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from core.parallel import Nodes, run_torchrun
 
-from .config import TrainConfig
+if TYPE_CHECKING:
+    from .worker import AnyConfig
 
 LAUNCH_CONFIG = "launch-config.json"
 
 
 def launch(
-    config: TrainConfig,
+    config: AnyConfig,
     *,
     processes: int,
     resume: Optional[str] = None,
@@ -25,8 +26,9 @@ def launch(
 ) -> int:
     """Runs `processes` workers on this node (of `nnodes`) and returns torchrun's exit status.
 
-    The configuration travels as a JSON file in the output folder; workers read it, rank 0 writes.
-    `worker` is the module each process runs (`train.worker`, or one that shows progress).
+    The configuration (RobustSAM's or GleSAM's, which names its method) travels as a JSON file in the
+    output folder; workers read it (`train.worker.read_config`), rank 0 writes. `worker` is the module
+    each process runs (`train.worker`, or one that shows progress).
     """
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)

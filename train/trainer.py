@@ -1,29 +1,20 @@
-"""The training loop: one process, or one of many under torchrun (DistributedDataParallel)."""
+"""RobustSAM training (stage robust, or stage base: a small SAM): one process, or one of many under torchrun."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import time
 import warnings
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
-import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DistributedSampler
 
 from core.model.build import build_robustsam
-from core.model.checkpoint import RobustModulesUninitialized, is_robust_key, load_torch_file
+from core.model.checkpoint import RobustModulesUninitialized, is_robust_key
 from core.model.config import get_config
 from core.model.decoder import ablated_parameters
-from core.device import resolve_device
 from core.errors import InputError
-from core.data.io import atomic_path
 from core.model.robustsam import RobustSam
 
 from .config import TrainConfig
@@ -36,46 +27,9 @@ from .data import (
     open_dataset,
     validation_batches,
 )
+from .loop import StepReport, TrainingRun, read_training_checkpoint
 from .step import TrainStep
 from .validate import validation_iou
-
-
-@dataclass(frozen=True)
-class StepReport:
-    """What `Trainer.run` tells its caller after each optimizer step (on rank 0 only).
-
-    `logged`: this step went to log.jsonl (every `log_every` steps and the last); `validation`:
-    validation IoU per path when this step validated."""
-
-    step: int
-    total: int
-    losses: dict[str, float]
-    images_per_s: float
-    logged: bool
-    validation: dict[str, float] = field(default_factory=dict)
-
-
-class Distributed:
-    """This process's place in the job: rank, world size and device (torchrun's environment, or one process)."""
-
-    def __init__(self, device: str) -> None:
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.device = resolve_device(device)
-        if self.device.type == "cuda" and self.world > 1:
-            self.device = torch.device("cuda", local_rank)
-            torch.cuda.set_device(self.device)
-        if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def close(self) -> None:
-        if self.world > 1 and dist.is_initialized():
-            dist.destroy_process_group()
 
 
 def build_model(config: TrainConfig) -> RobustSam:
@@ -133,31 +87,13 @@ def training_state(model: RobustSam, config: TrainConfig) -> dict[str, torch.Ten
     return {key: value for key, value in state.items() if keep(key)}
 
 
-def rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-class Trainer:
-    """Owns the model, optimizer, schedule, data and the files of one run. `run()` trains to the end."""
+class Trainer(TrainingRun):
+    """Owns the model, optimizer, schedule and data of one RobustSAM run; `run()` (train.loop) trains to the end."""
 
     def __init__(self, config: TrainConfig, resume: Optional[str] = None) -> None:
         check_config(config)
         saved = read_resume(resume) if resume is not None else None  # a bad file fails before anything is written
-        self.config = config
-        self.dist = Distributed(config.device)
-        self.device = self.dist.device
-        self.output = Path(config.output)
-        if self.dist.is_main:
-            self.output.mkdir(parents=True, exist_ok=True)
+        super().__init__(config)
 
         self.data = self._training_data()
         self.model = build_model(config).to(self.device)
@@ -167,12 +103,9 @@ class Trainer:
         self.parameters = [p for n, p in self.model.named_parameters() if n in names]
         set_modes(self.model, config)
 
-        step_module = TrainStep(self.model, config.stage, config.loss, config.resolved_weights())
-        self.step_module: torch.nn.Module = step_module
-        if self.dist.world > 1:
-            device_ids = [self.device.index] if self.device.type == "cuda" else None
-            # Prompt types vary by step and some parameters (e.g. box corner embeddings) sit out a step.
-            self.step_module = DistributedDataParallel(step_module, device_ids=device_ids, find_unused_parameters=True)
+        # Prompt types vary by step and some parameters (e.g. box corner embeddings) sit out a step.
+        self.step_module = self.dist.wrap(TrainStep(self.model, config.stage, config.loss, config.resolved_weights()),
+                                          find_unused_parameters=True)
 
         optimizer_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = optimizer_class(self.parameters, lr=config.lr, weight_decay=config.weight_decay)
@@ -181,22 +114,9 @@ class Trainer:
         )
         self.scaler = torch.amp.GradScaler("cuda", enabled=config.precision == "fp16" and self.device.type == "cuda")
 
-        self.sampler = DistributedSampler(
-            self.data, num_replicas=self.dist.world, rank=self.dist.rank, shuffle=True, seed=config.seed, drop_last=True
-        )
-        per_step = config.batch_size * config.accumulate
-        self.steps_per_epoch = len(self.sampler) // per_step
-        if self.steps_per_epoch < 1:
-            raise InputError(
-                f"{config.data}: {len(self.data)} samples over {self.dist.world} processes are fewer than one step's "
-                f"{per_step} (--batch-size x --accumulate)"
-            )
-        total = config.epochs * self.steps_per_epoch
-        self.total_steps = total if config.max_steps is None else min(total, config.max_steps)
-        self.step = 0
-        self._order: tuple[int, list[int]] = (-1, [])
+        self.plan_steps(self.data, config.batch_size * config.accumulate)
         self.val_batches = self._validation_batches()
-        if resume is not None:
+        if saved is not None:
             self.load(resume, saved)
 
     def _training_data(self) -> SampleReader:
@@ -229,32 +149,10 @@ class Trainer:
             device=self.device,
         )
 
-    def epoch_order(self, epoch: int) -> list[int]:
-        """This process's share of the dataset indices for `epoch` (DistributedSampler's seeded shuffle)."""
-        if self._order[0] != epoch:
-            self.sampler.set_epoch(epoch)
-            self._order = (epoch, list(self.sampler))
-        return self._order[1]
+    def model_state(self) -> dict[str, Any]:
+        return {"model": training_state(self.model, self.config)}
 
-    def state(self) -> dict[str, Any]:
-        return {
-            "model": training_state(self.model, self.config),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "step": self.step,
-            "rng": rng_state(),
-            "config": self.config.to_dict(),
-        }
-
-    def save(self, name: str) -> Path:
-        path = self.output / name
-        with atomic_path(path) as temporary:
-            torch.save(self.state(), temporary)
-        return path
-
-    def load(self, path: str, saved: Optional[dict[str, Any]] = None) -> None:
-        """Continues the run saved in `path` (its content `saved`, when already read) exactly where it stopped."""
-        saved = read_resume(path) if saved is None else saved
+    def load_model_state(self, saved: dict[str, Any], path: str) -> None:
         expected = set(training_state(self.model, self.config))
         if set(saved["model"]) != expected:
             raise InputError(
@@ -262,11 +160,6 @@ class Trainer:
                 f"({len(saved['model'])} vs {len(expected)} keys)"
             )
         self.model.load_state_dict(saved["model"], strict=False)
-        self.optimizer.load_state_dict(saved["optimizer"])
-        self.scheduler.load_state_dict(saved["scheduler"])
-        self.step = int(saved["step"])
-        if "rng" in saved:
-            set_rng_state(saved["rng"])
 
     def train_step(self) -> dict[str, float]:
         """One optimizer step over `accumulate` micro-batches; returns the mean loss components."""
@@ -313,18 +206,6 @@ class Trainer:
             self.scheduler.step()
         return sums
 
-    def ranks_identical(self) -> Optional[bool]:
-        """Whether every process ends with bit-identical trainable weights (None for one process)."""
-        if self.dist.world == 1:
-            return None
-        mine = torch.cat([p.detach().flatten() for p in self.parameters]).cpu()
-        gathered = [torch.empty_like(mine) for _ in range(self.dist.world)]
-        if self.device.type == "cuda":
-            gathered = [g.to(self.device) for g in gathered]
-            mine = mine.to(self.device)
-        dist.all_gather(gathered, mine)
-        return all(torch.equal(g, gathered[0]) for g in gathered)
-
     def validate(self) -> dict[str, float]:
         paths = ("sam",) if self.config.stage == "base" else ("robust", "sam")
         self.model.eval()
@@ -333,54 +214,15 @@ class Trainer:
         finally:
             set_modes(self.model, self.config)
 
-    def run(self, on_step: Optional[Callable[[StepReport], None]] = None) -> Optional[Path]:
-        """Trains to the last step, calling `on_step` on rank 0 after each step; returns the final
-        checkpoint's path on rank 0 (None elsewhere)."""
-        config = self.config
-        main = self.dist.is_main
-        log = (self.output / "log.jsonl").open("a") if main else None
-        images_per_step = config.batch_size * config.accumulate * self.dist.world
-        final = None
-        try:
-            while self.step < self.total_steps:
-                started = time.perf_counter()
-                losses = self.train_step()
-                throughput = images_per_step / max(time.perf_counter() - started, 1e-9)
-                if not main:
-                    continue
-                logged = self.step % config.log_every == 0 or self.step == self.total_steps
-                if logged:
-                    record = {"step": self.step, "epoch": (self.step - 1) // self.steps_per_epoch,
-                              "lr": self.optimizer.param_groups[0]["lr"], "images_per_s": throughput, **losses}
-                    log.write(json.dumps(record) + "\n")
-                    log.flush()
-                scores: dict[str, float] = {}
-                if self.val_batches and (self.step % config.val_every == 0 or self.step == self.total_steps):
-                    scores = self.validate()
-                    log.write(json.dumps({"step": self.step, "val_iou": scores}) + "\n")
-                    log.flush()
-                if config.save_every > 0 and self.step % config.save_every == 0:
-                    self.save(f"checkpoint-{self.step:07d}.pth")
-                if on_step is not None:
-                    on_step(StepReport(self.step, self.total_steps, losses, throughput, logged, scores))
-            identical = self.ranks_identical()
-            if main:
-                if identical is not None:
-                    log.write(json.dumps({"step": self.step, "ranks_identical": identical}) + "\n")
-                final = self.save("final.pth")
-        finally:
-            if log is not None:
-                log.close()
-            self.dist.close()
-        return final
+    def scheduled_validation(self) -> dict[str, float]:
+        if self.val_batches and (self.step % self.config.val_every == 0 or self.step == self.total_steps):
+            return self.validate()
+        return {}
 
 
 def read_resume(path: str) -> dict[str, Any]:
     """The content of a checkpoint of robustsam train; InputError naming the file when it is not one."""
-    saved = load_torch_file(path, "checkpoint", "readable training checkpoint")
-    if not isinstance(saved, dict) or not {"model", "optimizer", "scheduler", "step"} <= set(saved):
-        raise InputError(f"{path}: not a checkpoint of robustsam train (needs model, optimizer, scheduler, step)")
-    return saved
+    return read_training_checkpoint(path, ("model",), "robustsam train")
 
 
 def check_config(config: TrainConfig) -> None:
