@@ -43,7 +43,7 @@ from core.glesam import PUBLISHED_FEATURE_WEIGHT, PUBLISHED_LORA, PUBLISHED_TIME
 from core.model import RobustModulesUninitialized, build_robustsam, is_robust_key
 from core.model.default_model import read_amg_defaults
 
-from .data import make_batch, open_dataset
+from .data import Batch, make_batch, open_dataset
 from .loop import StepReport, TrainingRun, read_training_checkpoint
 from .step import model_input, prompt_embeddings
 
@@ -173,7 +173,7 @@ class GleSamStep(nn.Module):
             high = self.model.encode(model_input(sam, clear))
             loss = F.mse_loss(enhancer.scaled_x0(low), high * enhancer.feature_weight)
             # what doing nothing would cost: the enhancer helps where mse < mse_input
-            mse_input = F.mse_loss(low, high).detach() * enhancer.feature_weight**2
+            mse_input = F.mse_loss(low, high) * enhancer.feature_weight**2
             return {"loss": loss, "mse": loss, "mse_input": mse_input}
         with torch.no_grad():
             enhanced = enhancer(low)
@@ -231,7 +231,7 @@ class GleSamTrainer(TrainingRun):
         except RuntimeError as error:  # another SAM size, U-Net or LoRA rank than this run's
             raise InputError(f"{path}: its weights do not fit this run's model ({str(error).splitlines()[0]})") from None
 
-    def batch(self, step: int):
+    def batch(self, step: int) -> tuple[Batch, torch.Tensor]:
         """This rank's batch of optimizer step `step`: clear images, their LQSeg versions, masks and prompts."""
         config = self.config
         epoch, position = divmod(step, self.steps_per_epoch)
