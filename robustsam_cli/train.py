@@ -56,8 +56,11 @@ _PATH = click.Path(dir_okay=False, path_type=str)
 @click.option("--image-size", type=int, default=512, show_default=True,
               help="Images are resized to this square (published: 512).")
 @click.option("--prompt", type=click.Choice(PROMPTS), default="points", show_default=True,
-              help="Prompts from the largest mask: random positive points, its box, or either per step.")
+              help="Prompts from each mask: random positive points, its box, or either per step.")
 @click.option("--num-points", type=int, default=3, show_default=True)
+@click.option("--masks-per-image", type=int, default=1, show_default=True,
+              help="Objects prompted per image and step: its largest mask, then others drawn at random "
+                   "(1: the largest only, as published); the image is encoded once for all of them.")
 @click.option("--degrade", type=click.Choice(DEGRADE_MODES), default="online", show_default=True,
               help="online: a uniform draw of the 15 types + identity on the training device; "
               "offline: pairs from the layout.")

@@ -84,3 +84,40 @@ def test_batches_depend_only_on_seed_epoch_and_index():
     assert boxes.points is None and boxes.boxes.shape == (4, 4)
     rows, cols = torch.nonzero(boxes.masks[1], as_tuple=True)
     assert boxes.boxes[1].tolist() == [cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]
+
+
+def test_several_masks_per_image_add_prompts_after_the_published_one():
+    samples = [make_scene(seed, size=32) for seed in range(6)]
+    one = batch(samples, list(range(6)))
+    several = batch(samples, list(range(6)), masks_per_image=3)
+    index = several.image_index.tolist()
+    assert one.image_index.tolist() == list(range(6)) and index == sorted(index)
+    assert [index.count(i) for i in range(6)] == [min(3, len(s.masks)) for s in samples] and len(set(index)) == 6
+    first = [index.index(i) for i in range(6)]
+    # One mask per image is exactly the published batch; more masks leave it and the images as they were.
+    assert torch.equal(several.masks[first], one.masks) and torch.equal(several.points[first], one.points)
+    assert torch.equal(several.degraded, one.degraded) and several.kinds == one.kinds
+    for k, image in enumerate(index):
+        mask = several.masks[k].bool()
+        assert all(mask[y, x] for x, y in several.points[k].long()), "points lie inside their own mask"
+    for image in range(6):
+        rows = [several.masks[k] for k in range(len(index)) if index[k] == image]
+        assert len({tuple(m.flatten().tolist()) for m in rows}) == len(rows), "an image's masks are distinct"
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("stage", ["base", "robust"])
+def test_shared_encoding_equals_one_image_per_prompt(micro_model, stage):
+    """Prompts indexed onto their image's single encoding give the losses of repeating each image."""
+    from train.config import TrainConfig
+    from train.step import TrainStep
+
+    samples = [make_scene(seed, size=128) for seed in (1, 2)]
+    made = batch(samples, [0, 1], size=128, prompt="box", masks_per_image=3)
+    step = TrainStep(micro_model, stage, "paper", TrainConfig(data="", output="").resolved_weights())
+    with torch.no_grad():
+        shared = step(made.clear, made.degraded, made.masks, None, made.boxes, made.image_index)
+        repeated = step(made.clear[made.image_index], made.degraded[made.image_index], made.masks, None, made.boxes)
+    assert len(made.masks) > 2 and shared.keys() == repeated.keys()
+    for key in shared:
+        assert torch.allclose(shared[key], repeated[key], rtol=1e-4, atol=1e-6), key

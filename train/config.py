@@ -36,6 +36,8 @@ class TrainConfig:
     image_size: int = 512
     prompt: str = "points"
     num_points: int = 3
+    # Objects prompted per image and step: its largest, then others drawn at random (1: as published).
+    masks_per_image: int = 1
     degrade: str = "online"
     level: int = 3
     loss: str = "paper"

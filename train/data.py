@@ -99,11 +99,11 @@ def _resize_square(array: np.ndarray, size: int, mode: str) -> torch.Tensor:
 
 @dataclass
 class Batch:
-    """B images with one prompt set each, all on one device.
+    """B images and N >= B prompt sets on them, all on one device.
 
-    clear, degraded: (B, 3, S, S) float in [0, 1]; masks: (B, S, S) float ground truth (the largest
-    object); points: (B, P, 2) xy pixel coordinates or None; boxes: (B, 4) xyxy or None;
-    kinds: the degradation of each sample.
+    clear, degraded: (B, 3, S, S) float in [0, 1]; masks: (N, S, S) float ground truth, one object per
+    prompt set (each image's largest first); points: (N, P, 2) xy pixel coordinates or None; boxes:
+    (N, 4) xyxy or None; image_index: (N,) the image of each prompt set; kinds: the degradation of each image.
     """
 
     clear: torch.Tensor
@@ -112,11 +112,7 @@ class Batch:
     points: Optional[torch.Tensor]
     boxes: Optional[torch.Tensor]
     kinds: list[str]
-
-
-def largest_mask(masks: np.ndarray) -> np.ndarray:
-    """The (H, W) mask with the most pixels among (M, H, W)."""
-    return masks[int(np.argmax(masks.reshape(len(masks), -1).sum(1)))]
+    image_index: Optional[torch.Tensor] = None
 
 
 def batch_prompt(prompt: str, seed: int, step: int) -> str:
@@ -138,32 +134,45 @@ def make_batch(
     degrade_online: bool,
     level: int,
     device: torch.device,
+    masks_per_image: int = 1,
 ) -> Batch:
-    """Resized images, their largest masks and prompts; degraded on `device` when `degrade_online`.
+    """Resized images, up to `masks_per_image` of their masks (the largest, then others drawn at
+    random) with a prompt set each; degraded on `device` when `degrade_online`.
 
     Online degradation draws one of DEGRADATIONS (the 15 types and identity) uniformly per sample.
     Without it, `Sample.image` is already the degraded image (offline pairs) and `Sample.clear` the clear one.
     """
-    clears, degraded, masks, points, boxes, kinds, generators = [], [], [], [], [], [], []
+    clears, degraded, masks, points, boxes, kinds, generators, image_index = [], [], [], [], [], [], [], []
     names = list(DEGRADATIONS)
-    for sample, index in zip(samples, indices):
-        rng = sample_rng(seed, epoch, index)
-        clear = sample.image if sample.clear is None else sample.clear
-        coverage = _resize_square(largest_mask(sample.masks).astype(np.float32), size, "bilinear")[0]
+
+    def add_object(mask_array: np.ndarray, rng: np.random.Generator, image: int) -> None:
+        coverage = _resize_square(mask_array.astype(np.float32), size, "bilinear")[0]
         # A sliver can vanish in resizing: then keep its best-covered pixels.
         mask = coverage >= 0.5 if bool((coverage >= 0.5).any()) else coverage == coverage.max()
-        clears.append(_resize_square(clear, size, "bilinear") / 255)
-        degraded.append(_resize_square(sample.image, size, "bilinear") / 255)
         masks.append(mask.float())
         mask_np = mask.numpy()
         points.append(torch.from_numpy(sample_points(mask_np, num_points, rng)).float() + 0.5)
-        box = torch.from_numpy(mask_box(mask_np)).float()
-        boxes.append(box + torch.tensor([0.0, 0.0, 1.0, 1.0]))
+        boxes.append(torch.from_numpy(mask_box(mask_np)).float() + torch.tensor([0.0, 0.0, 1.0, 1.0]))
+        image_index.append(image)
+
+    for image, (sample, index) in enumerate(zip(samples, indices)):
+        rng = sample_rng(seed, epoch, index)
+        clear = sample.image if sample.clear is None else sample.clear
+        clears.append(_resize_square(clear, size, "bilinear") / 255)
+        degraded.append(_resize_square(sample.image, size, "bilinear") / 255)
+        areas = sample.masks.reshape(len(sample.masks), -1).sum(1)
+        largest = int(np.argmax(areas))
+        add_object(sample.masks[largest], rng, image)
         if degrade_online:
             kinds.append(names[int(rng.integers(len(names)))])
         else:
             kinds.append("identity" if sample.clear is None else "offline")
         generators.append(torch.Generator().manual_seed(int(rng.integers(2**62))))
+        # Further objects draw after everything above, so one mask per image stays the published batch.
+        others = np.flatnonzero((np.arange(len(areas)) != largest) & (areas > 0))
+        extra = min(masks_per_image - 1, len(others))
+        for other in rng.choice(others, size=extra, replace=False) if extra > 0 else ():
+            add_object(sample.masks[int(other)], rng, image)
     clear_batch = torch.stack(clears).clamp(0, 1).to(device)
     degraded_batch = torch.stack(degraded).clamp(0, 1).to(device)
     if degrade_online:
@@ -176,6 +185,7 @@ def make_batch(
         points=torch.stack(points).to(device) if use_points else None,
         boxes=None if use_points else torch.stack(boxes).to(device),
         kinds=kinds,
+        image_index=torch.tensor(image_index, dtype=torch.int64, device=device),
     )
 
 

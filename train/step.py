@@ -54,24 +54,27 @@ class TrainStep(nn.Module):
         masks: torch.Tensor,
         points: Optional[torch.Tensor],
         boxes: Optional[torch.Tensor],
+        image_index: Optional[torch.Tensor] = None,
     ) -> dict[str, torch.Tensor]:
-        """clear, degraded (B, 3, S, S) in [0, 1]; masks (B, S, S); points (B, P, 2) or boxes (B, 4)."""
+        """clear, degraded (B, 3, S, S) in [0, 1]; masks (N, S, S); points (N, P, 2) or boxes (N, 4);
+        image_index (N,): the image of each prompt set (None: N = B, one each). Each image is encoded once."""
         model = self.model
         decoder = model.mask_decoder
         scale = model.image_encoder.img_size / clear.shape[-1]
         pe = model.prompt_encoder.get_dense_pe()
+        per_prompt = (lambda tensor: tensor) if image_index is None else (lambda tensor: tensor[image_index])
         if self.stage == "base":
             embedding, _ = model.encode(model_input(model, clear))
             sparse, dense = prompt_embeddings(model, points, boxes, scale)
-            output = decoder.decode(embedding, pe, sparse, dense, None, robust=False)
+            output = decoder.decode(per_prompt(embedding), pe, sparse, dense, None, robust=False)
             return base_losses(output, masks, self.weights)
 
         with torch.no_grad():
             clear_embedding, clear_early = model.encode(model_input(model, clear))
             degraded_embedding, degraded_early = model.encode(model_input(model, degraded))
             sparse, dense = prompt_embeddings(model, points, boxes, scale)
-            teacher_feature = decoder.image_feature(clear_embedding, clear_early, robust=False)
-            teacher = decoder.decode(clear_embedding, pe, sparse, dense, teacher_feature, robust=False)
-        student_feature = decoder.image_feature(degraded_embedding, degraded_early, robust=True)
-        student = decoder.decode(degraded_embedding, pe, sparse, dense, student_feature, robust=True)
+            teacher_feature = per_prompt(decoder.image_feature(clear_embedding, clear_early, robust=False))
+            teacher = decoder.decode(per_prompt(clear_embedding), pe, sparse, dense, teacher_feature, robust=False)
+        student_feature = per_prompt(decoder.image_feature(degraded_embedding, degraded_early, robust=True))
+        student = decoder.decode(per_prompt(degraded_embedding), pe, sparse, dense, student_feature, robust=True)
         return robust_losses(student, teacher, student_feature, teacher_feature, masks, self.loss, self.weights)

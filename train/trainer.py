@@ -180,13 +180,14 @@ class Trainer(TrainingRun):
                 [self.data[i] for i in indices], indices, epoch=epoch, seed=config.seed, size=config.image_size,
                 prompt=prompt, num_points=config.num_points,
                 degrade_online=config.degrade == "online" and config.stage == "robust",
-                level=config.level, device=self.device,
+                level=config.level, device=self.device, masks_per_image=config.masks_per_image,
             )
             last = micro == config.accumulate - 1
             sync = nullcontext() if last or self.dist.world == 1 else self.step_module.no_sync()
             with sync:
                 with autocast:
-                    losses = self.step_module(batch.clear, batch.degraded, batch.masks, batch.points, batch.boxes)
+                    losses = self.step_module(batch.clear, batch.degraded, batch.masks, batch.points, batch.boxes,
+                                              batch.image_index)
                 self.scaler.scale(losses["total"] / config.accumulate).backward()
             for key, value in losses.items():
                 sums[key] = sums.get(key, 0.0) + float(value.detach()) / config.accumulate
@@ -234,7 +235,7 @@ def check_config(config: TrainConfig) -> None:
     for name, allowed in choices:
         if getattr(config, name) not in allowed:
             raise InputError(f"--{name}: {getattr(config, name)!r} is not one of {', '.join(allowed)}")
-    for name in ("image_size", "batch_size", "accumulate", "epochs", "num_points", "lr_step"):
+    for name in ("image_size", "batch_size", "accumulate", "epochs", "num_points", "masks_per_image", "lr_step"):
         if getattr(config, name) < 1:
             raise InputError(f"--{name.replace('_', '-')}: must be at least 1, got {getattr(config, name)}")
     if config.max_steps is not None and config.max_steps < 1:

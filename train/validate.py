@@ -15,9 +15,11 @@ from .step import model_input, prompt_embeddings
 
 @torch.no_grad()
 def batch_logits(model: RobustSam, images: torch.Tensor, batch: Batch, robust: bool) -> torch.Tensor:
-    """Single-mask logits (B, h, w) for `images` (B, 3, S, S) with the batch's prompts."""
+    """Single-mask logits (N, h, w) for `images` (B, 3, S, S) with the batch's N prompt sets."""
     decoder = model.mask_decoder
     embedding, early = model.encode(model_input(model, images))
+    if batch.image_index is not None:
+        embedding, early = embedding[batch.image_index], early[batch.image_index]
     sparse, dense = prompt_embeddings(model, batch.points, batch.boxes, model.image_encoder.img_size / images.shape[-1])
     feature = decoder.image_feature(embedding, early, robust=True) if robust else None
     output = decoder.decode(embedding, model.prompt_encoder.get_dense_pe(), sparse, dense, feature, robust=robust)

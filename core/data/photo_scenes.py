@@ -10,10 +10,12 @@ once: the `held_out` split uses photographs that the `train` split never shows.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Callable
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from .datasets import Sample
 from .scenes import Grid, _blob, _crescent, _ellipse, _grid, _polyline, _rectangle, _ring, _smooth_noise, _star_polygon
@@ -30,6 +32,9 @@ PHOTO_SPLITS = {"train": TRAIN_PHOTOS, "held_out": HELD_OUT_PHOTOS}
 # Photographs are kept at most this many pixels on their longer side: crops are then cheap to resize.
 _MAX_SIDE = 320
 _MIN_AREA_FRACTION = 0.004
+# Scenes a dataset keeps once made (about 0.1 MB each at 128 px): training revisits every scene each
+# epoch, and making one costs more than a tiny model's step on it.
+_CACHED_SCENES = 4096
 
 
 def _downscale(image: np.ndarray, max_side: int) -> np.ndarray:
@@ -67,16 +72,10 @@ def load_photo(name: str) -> np.ndarray:
 
 
 def _resize_bilinear(patch: np.ndarray, size: int) -> np.ndarray:
-    """(h, w, 3) -> (size, size, 3) by bilinear sampling at pixel centres."""
-    height, width = patch.shape[:2]
-    ys = np.clip((np.arange(size, dtype=np.float32) + 0.5) * height / size - 0.5, 0, height - 1)
-    xs = np.clip((np.arange(size, dtype=np.float32) + 0.5) * width / size - 0.5, 0, width - 1)
-    y0, x0 = ys.astype(np.int64), xs.astype(np.int64)
-    y1, x1 = np.minimum(y0 + 1, height - 1), np.minimum(x0 + 1, width - 1)
-    ty, tx = (ys - y0)[:, None, None], (xs - x0)[None, :, None]
-    top = patch[y0][:, x0] * (1 - tx) + patch[y0][:, x1] * tx
-    bottom = patch[y1][:, x0] * (1 - tx) + patch[y1][:, x1] * tx
-    return top * (1 - ty) + bottom * ty
+    """(h, w, 3) float32 -> (size, size, 3) by bilinear sampling at pixel centres."""
+    tensor = torch.from_numpy(np.ascontiguousarray(patch)).permute(2, 0, 1)[None]
+    resized = F.interpolate(tensor, size=(size, size), mode="bilinear", align_corners=False)
+    return resized[0].permute(1, 2, 0).numpy()
 
 
 def photo_texture(rng: np.random.Generator, photos: tuple[str, ...], size: int) -> np.ndarray:
@@ -185,6 +184,7 @@ class PhotoSceneDataset:
         self.size = size
         self.split = split
         self.first_seed = first_seed
+        self._scene = lru_cache(maxsize=_CACHED_SCENES)(partial(make_photo_scene, size=size, split=split))
 
     def __len__(self) -> int:
         return self.count
@@ -192,4 +192,4 @@ class PhotoSceneDataset:
     def __getitem__(self, index: int) -> Sample:
         if not 0 <= index < self.count:
             raise IndexError(index)
-        return make_photo_scene(self.first_seed + index, size=self.size, split=self.split)
+        return self._scene(self.first_seed + index)
