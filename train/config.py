@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
 STAGES = ("robust", "base")
 PROMPTS = ("points", "box", "mixed")
@@ -15,8 +15,30 @@ OPTIMIZERS = ("adam", "adamw")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
+ConfigT = TypeVar("ConfigT", bound="JsonConfig")
+
+
+class JsonConfig:
+    """A dataclass that round-trips through a JSON file; unknown keys are dropped on reading."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[ConfigT], values: dict[str, Any]) -> ConfigT:
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{key: value for key, value in values.items() if key in known})
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def load(cls: type[ConfigT], path: str | Path) -> ConfigT:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
 @dataclass
-class TrainConfig:
+class TrainConfig(JsonConfig):
     """Everything that decides a run's result. Defaults follow the released training code (spec 5).
 
     stage "robust": the robust modules on a frozen SAM (teacher clear path, student robust path);
@@ -84,18 +106,3 @@ class TrainConfig:
             "seg": self.seg_weight,
             "iou": self.iou_weight,
         }
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{key: value for key, value in values.items() if key in known})
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
-
-    @classmethod
-    def load(cls, path: str | Path) -> "TrainConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))

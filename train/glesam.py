@@ -25,9 +25,8 @@ lines, `checkpoint-NNNNNNN.pth` every `save_every` steps and `final.pth`, all Gl
 
 from __future__ import annotations
 
-import json
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Optional
 
@@ -43,6 +42,7 @@ from core.glesam import PUBLISHED_FEATURE_WEIGHT, PUBLISHED_LORA, PUBLISHED_TIME
 from core.model import RobustModulesUninitialized, build_robustsam, is_robust_key
 from core.model.default_model import read_amg_defaults
 
+from .config import JsonConfig
 from .data import Batch, make_batch, open_dataset
 from .loop import StepReport, TrainingRun, read_training_checkpoint
 from .step import model_input, prompt_embeddings
@@ -51,7 +51,7 @@ GLESAM_STAGES = ("unet", "decoder")
 
 
 @dataclass
-class GleSamTrainConfig:
+class GleSamTrainConfig(JsonConfig):
     """One GleSAM run. `level` None draws LQSeg's training rates per sample, 1..3 fixes LQ-1..LQ-3;
     `unet` is a Stable Diffusion U-Net on disk (None: a small random U-Net of `width`)."""
 
@@ -84,14 +84,6 @@ class GleSamTrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, **asdict(self)}
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "GleSamTrainConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{key: value for key, value in values.items() if key in known})
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
 
 
 def check_glesam_config(config: GleSamTrainConfig) -> None:

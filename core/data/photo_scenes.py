@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .datasets import Sample
-from .scenes import Grid, _blob, _crescent, _ellipse, _grid, _polyline, _rectangle, _ring, _smooth_noise, _star_polygon
+from .scenes import Grid, SeededScenes, layered_sample, _blob, _crescent, _ellipse, _grid, _polyline, _rectangle, _ring, _smooth_noise, _star_polygon
 
 # scikit-image loaders by name; "china" and "flower" come from scikit-learn.
 TRAIN_PHOTOS = (
@@ -31,7 +31,6 @@ PHOTO_SPLITS = {"train": TRAIN_PHOTOS, "held_out": HELD_OUT_PHOTOS}
 
 # Photographs are kept at most this many pixels on their longer side: crops are then cheap to resize.
 _MAX_SIDE = 320
-_MIN_AREA_FRACTION = 0.004
 # Scenes a dataset keeps once made (about 0.1 MB each at 128 px): training revisits every scene each
 # epoch, and making one costs more than a tiny model's step on it.
 _CACHED_SCENES = 4096
@@ -166,30 +165,14 @@ def make_photo_scene(seed: int, *, size: int = 128, split: str = "train", max_ob
         shape = _ellipse(rng, grid, size) | (np.hypot(grid[0] - size / 2, grid[1] - size / 2) < size / 6)
         image = np.where(shape[..., None], photo_texture(rng, photos, size), image)
         visible = [shape]
-    min_area = _MIN_AREA_FRACTION * size * size
-    masks = [mask for mask in visible if mask.sum() >= min_area]
-    if not masks:
-        masks = [max(visible, key=lambda mask: mask.sum())]
-    pixels = np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
-    return Sample(name=f"photos-{split}-{seed:06d}", image=pixels, masks=np.stack(masks))
+    return layered_sample(f"photos-{split}-{seed:06d}", image, visible)
 
 
-class PhotoSceneDataset:
-    """`count` photo scenes of one split, scene i made from seed `first_seed + i`; items are Samples."""
+class PhotoSceneDataset(SeededScenes):
+    """`count` photo scenes of one split, scene i made from seed `first_seed + i`."""
 
     def __init__(self, count: int, *, size: int = 128, split: str = "train", first_seed: int = 0) -> None:
         if split not in PHOTO_SPLITS:
             raise ValueError(f"unknown photograph split {split!r}; known: {', '.join(PHOTO_SPLITS)}")
-        self.count = count
-        self.size = size
-        self.split = split
-        self.first_seed = first_seed
-        self._scene = lru_cache(maxsize=_CACHED_SCENES)(partial(make_photo_scene, size=size, split=split))
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __getitem__(self, index: int) -> Sample:
-        if not 0 <= index < self.count:
-            raise IndexError(index)
-        return self._scene(self.first_seed + index)
+        super().__init__(partial(make_photo_scene, size=size, split=split), count, first_seed=first_seed,
+                         cached=_CACHED_SCENES)

@@ -8,6 +8,7 @@ so masks never overlap. Two families of styles exist: the training styles and a 
 
 from __future__ import annotations
 
+from functools import lru_cache, partial
 from typing import Callable
 
 import numpy as np
@@ -192,25 +193,31 @@ def make_scene(seed: int, *, size: int = 128, style: str = "geometric", max_obje
         image = np.where(shape[..., None], fill, image)
         visible = [mask & ~shape for mask in visible]
         visible.append(shape)
+    return layered_sample(f"{style}-{seed:06d}", image, visible)
+
+
+def layered_sample(name: str, image: np.ndarray, visible: list[np.ndarray]) -> Sample:
+    """The Sample of a scene painted in layers: image (S, S, 3) float in [0, 1], visible (S, S) bool per layer.
+
+    Layers that keep too little of themselves visible are no objects; when none is, the largest visible one is."""
+    size = image.shape[0]
     min_area = _MIN_AREA_FRACTION * size * size
     masks = [mask for mask in visible if mask.sum() >= min_area]
     if not masks:
-        # Every object is small or mostly hidden: keep the largest visible one (the last object is never empty).
         masks = [max(visible, key=lambda mask: mask.sum())]
     pixels = np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
-    return Sample(name=f"{style}-{seed:06d}", image=pixels, masks=np.stack(masks))
+    return Sample(name=name, image=pixels, masks=np.stack(masks))
 
 
-class SceneDataset:
-    """`count` scenes of one style, scene i made from seed `first_seed + i`; items are Samples."""
+class SeededScenes:
+    """`count` scenes, scene i made by `make(first_seed + i)`; items are Samples.
 
-    def __init__(self, count: int, *, size: int = 128, style: str = "geometric", first_seed: int = 0) -> None:
-        if style not in _STYLES:
-            raise ValueError(f"unknown scene style {style!r}; known: {', '.join(SCENE_STYLES)}")
+    Up to `cached` made scenes are kept, so epochs after the first cost no scene making."""
+
+    def __init__(self, make: Callable[[int], Sample], count: int, *, first_seed: int = 0, cached: int = 0) -> None:
         self.count = count
-        self.size = size
-        self.style = style
         self.first_seed = first_seed
+        self._scene = lru_cache(maxsize=cached)(make) if cached else make
 
     def __len__(self) -> int:
         return self.count
@@ -218,4 +225,13 @@ class SceneDataset:
     def __getitem__(self, index: int) -> Sample:
         if not 0 <= index < self.count:
             raise IndexError(index)
-        return make_scene(self.first_seed + index, size=self.size, style=self.style)
+        return self._scene(self.first_seed + index)
+
+
+class SceneDataset(SeededScenes):
+    """`count` synthetic scenes of one style, scene i made from seed `first_seed + i`."""
+
+    def __init__(self, count: int, *, size: int = 128, style: str = "geometric", first_seed: int = 0) -> None:
+        if style not in _STYLES:
+            raise ValueError(f"unknown scene style {style!r}; known: {', '.join(SCENE_STYLES)}")
+        super().__init__(partial(make_scene, size=size, style=style), count, first_seed=first_seed)
