@@ -124,3 +124,14 @@ def test_summary_counts_parameters(micro_checkpoint, micro_state) -> None:
     assert summary.robust_parameters == sum(robust)
     assert summary.sam_parameters == sum(counted) - sum(robust)
     assert summary.missing_modules == []
+
+
+def test_robust_modules_and_sam_checkpoint_take_the_type_of_the_sam_checkpoint(tmp_path) -> None:
+    """Robust modules do not depend on the patch size: only the SAM checkpoint tells vit_micro_p8 from vit_micro."""
+    state = {key: synthetic_tensor(key, shape) for key, shape in expected_shapes("vit_micro_p8").items()}
+    robust, sam = tmp_path / "robust.pth", tmp_path / "sam.pth"
+    torch.save({k: v for k, v in state.items() if is_robust_key(k)}, robust)
+    torch.save({k: v for k, v in state.items() if not is_robust_key(k)}, sam)
+    model = build_robustsam(None, robust, sam_checkpoint=sam)
+    assert model.model_type == "vit_micro_p8"
+    assert_same_weights(model, state)

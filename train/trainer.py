@@ -150,7 +150,8 @@ class Trainer(TrainingRun):
         )
 
     def model_state(self) -> dict[str, Any]:
-        return {"model": training_state(self.model, self.config)}
+        # A robust-modules-only state can fit several model types (vit_micro and vit_micro_p8): the type is kept.
+        return {"model": training_state(self.model, self.config), "model_type": self.model.model_type}
 
     def load_model_state(self, saved: dict[str, Any], path: str) -> None:
         expected = set(training_state(self.model, self.config))

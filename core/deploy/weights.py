@@ -68,8 +68,9 @@ def read_weights_metadata(path: str | os.PathLike) -> dict[str, str]:
 def export_weights(checkpoint: str | os.PathLike, target: str | os.PathLike) -> tuple[Path, str, int]:
     """The model weights of `checkpoint` (a bare state dict or a robustsam train checkpoint, whose
     'model' entry they are) written to `target` by `save_weights`: (path, model type, tensors)."""
-    from ..model.checkpoint import infer_model_type, read_state_dict
+    from ..model.checkpoint import infer_model_type, load_torch_file, read_state_dict
 
     state = read_state_dict(checkpoint)
-    model_type = infer_model_type(state, checkpoint)
+    recorded = None if Path(checkpoint).suffix.lower() == ".safetensors" else load_torch_file(checkpoint).get("model_type")
+    model_type = recorded if isinstance(recorded, str) else infer_model_type(state, checkpoint)
     return save_weights(state, target, model_type), model_type, len(state)

@@ -149,6 +149,15 @@ def infer_model_type(state: Mapping[str, torch.Tensor], path: str | os.PathLike)
     return fits[0]
 
 
+def _common_model_type(states: list[tuple[str | os.PathLike, Mapping[str, torch.Tensor]]]) -> str:
+    """The first model type that fits every checkpoint: a robust-modules checkpoint alone can fit
+    several (the modules do not depend on the patch size), its SAM checkpoint decides."""
+    fits = [name for name in MODEL_CONFIGS
+            if all(not _shape_mismatches(state, expected_shapes(name)) for _, state in states)]
+    # None fits all: the last checkpoint's own type, so that _check_fits names the one that disagrees.
+    return fits[0] if fits else infer_model_type(states[-1][1], states[-1][0])
+
+
 def _check_fits(state: Mapping[str, torch.Tensor], model_type: str, path: str | os.PathLike) -> None:
     problems = _shape_mismatches(state, expected_shapes(model_type))
     if problems:
@@ -182,7 +191,7 @@ def resolve_weights(
     if model_type is None:
         if not states:
             raise CheckpointError("no checkpoint given: pass a model type or a checkpoint")
-        model_type = infer_model_type(states[-1][1], states[-1][0])
+        model_type = _common_model_type(states)
     get_config(model_type)
     for path, state in states:
         _check_fits(state, model_type, path)
