@@ -1,8 +1,9 @@
 """Regenerates the shipped default model, core/assets/robustsam_default.pth, from scratch with fixed seeds.
 
-Stage A: a vit_micro SAM trained from scratch on clear scenes textured from the installed sample
+Stage A: a vit_micro_p8 SAM (vit_micro at patch size 8) trained from scratch on clear scenes textured from the installed sample
 photographs (`robustsam train --stage base --data photos:4000`, core.data.photo_scenes, train split).
-Stage B: the RobustSAM modules on the frozen stage-A model, online degradations (`robustsam train`).
+Stage B: the RobustSAM modules on the frozen stage-A model, online degradations (`robustsam train`),
+the robust output token and its MLP starting as copies of SAM's token 0 and hypernetwork (warm_start).
 Then `robustsam export` merges them, the segment-everything settings are calibrated on scenes of the
 training photographs at seeds training never draws (the held-out photographs stay untouched) and
 stored in the checkpoint, and the IoU on held-out scenes is measured and printed.
@@ -34,7 +35,8 @@ from core.data.photo_scenes import make_photo_scene  # noqa: E402
 from core.data.scenes import make_scene  # noqa: E402
 from core.degradations import PUBLISHED, degrade  # noqa: E402
 from core.inference import RobustAutomaticMaskGenerator  # noqa: E402
-from core.model.checkpoint import is_robust_key, read_state_dict  # noqa: E402
+from core.model.checkpoint import infer_model_type, is_robust_key, read_state_dict  # noqa: E402
+from core.model.config import get_config  # noqa: E402
 from core.model.default_model import save_with_amg_defaults  # noqa: E402
 from robustsam_cli.main import cli  # noqa: E402
 from train.data import VALIDATION_FIRST_SEED, open_dataset, validation_batches  # noqa: E402
@@ -48,8 +50,8 @@ VALIDATION = ["--val-data", "photos:32", "--val-every", "500", "--val-count", "3
 # 2000 steps per stage: the schedule that fits about 30 minutes on a shared 2-core machine
 # (stage A ~3.5 steps/s, stage B ~2.4 steps/s on one free core).
 STAGE_A = [
-    "--stage", "base", "--model-type", "vit_micro", "--data", DATA, "--image-size", str(IMAGE_SIZE),
-    "--prompt", "mixed", "--batch-size", "16", "--optimizer", "adamw", "--lr", "1e-3", "--weight-decay", "1e-4",
+    "--stage", "base", "--model-type", "vit_micro_p8", "--data", DATA, "--image-size", str(IMAGE_SIZE),
+    "--prompt", "mixed", "--batch-size", "16", "--optimizer", "adamw", "--lr", "2e-3", "--weight-decay", "1e-4",
     "--epochs", "8", "--lr-step", "6", "--seed", "0", *VALIDATION, "--save-every", "1000",
 ]
 STAGE_B = [
@@ -63,11 +65,22 @@ def run(arguments: list[str]) -> None:
     cli.main(arguments, prog_name="robustsam", standalone_mode=False)
 
 
-def save_sam_weights(checkpoint: Path, output: Path) -> None:
-    """Stage A's SAM weights alone: stage B starts from SAM as a user does from a released SAM
-    checkpoint, its robust modules drawn from stage B's seed."""
-    state = read_state_dict(checkpoint)
-    torch.save({key: value for key, value in state.items() if not is_robust_key(key)}, output)
+def warm_start(checkpoint: Path, output: Path, seed: int = 1) -> None:
+    """Stage A's SAM with robust modules drawn from `seed`, except the robust output token and MLP,
+    which start as SAM's output tokens and token 0's hypernetwork MLP (the one the segmentation loss
+    trains). The published recipe draws them at random too; with 2000 steps on a tiny model, a robust
+    path drawn at random ended below the frozen SAM path it is meant to beat (held-out photo scenes,
+    box IoU 0.674 vs 0.699 degraded), so the miniature starts it where SAM's path is."""
+    sam = {key: value for key, value in read_state_dict(checkpoint).items() if not is_robust_key(key)}
+    torch.manual_seed(seed)
+    model_type = infer_model_type(sam, checkpoint)
+    model = RobustSam(get_config(model_type), model_type)
+    model.load_state_dict(sam, strict=False)
+    decoder = model.mask_decoder
+    with torch.no_grad():
+        decoder.custom_robust_token.weight.copy_(decoder.mask_tokens.weight)
+        decoder.robust_mlp.load_state_dict(decoder.output_hypernetworks_mlps[0].state_dict())
+    torch.save(model.state_dict(), output)
 
 
 def measure(model: RobustSam, count: int) -> dict[str, dict[str, float]]:
@@ -89,8 +102,9 @@ def measure(model: RobustSam, count: int) -> dict[str, dict[str, float]]:
 CALIBRATION_FIRST_SEED = 3_000_000
 CALIBRATION_SCENES = 32
 POINTS_PER_SIDE = (16, 24)
-PRED_IOU_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.88)
-STABILITY_THRESHOLDS = (0.6, 0.7, 0.8, 0.9, 0.95)
+PRED_IOU_THRESHOLDS = (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.88)
+# The tiny model's stability scores sit far below a released SAM's: the grid reaches down to 0.3.
+STABILITY_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 MATCH_IOU = 0.5
 
 
@@ -195,8 +209,8 @@ def main() -> None:
     if not (base / "final.pth").is_file():
         run(["train", *STAGE_A, "-o", str(base)])
     if not (robust / "final.pth").is_file():
-        save_sam_weights(base / "final.pth", base / "sam.pth")
-        run(["train", *STAGE_B, "--checkpoint", str(base / "sam.pth"), "-o", str(robust)])
+        warm_start(base / "final.pth", base / "warm-start.pth")
+        run(["train", *STAGE_B, "--checkpoint", str(base / "warm-start.pth"), "-o", str(robust)])
     args.output.parent.mkdir(parents=True, exist_ok=True)
     run(["export", "--robust", str(robust / "final.pth"), "--sam", str(base / "final.pth"), "-o", str(args.output)])
     store_amg_defaults(args.output)

@@ -1,4 +1,4 @@
-"""ONNX export and the onnxruntime predictor against the torch model (built-in vit_micro; one vit_b case)."""
+"""ONNX export and the onnxruntime predictor against the torch model (built-in vit_micro_p8; one vit_b case)."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def compare(outputs, reference, torch_predictor: RobustPredictor, prompt, multim
 
 def test_manifest_describes_the_export(robust_dir: Path) -> None:
     manifest = json.loads((robust_dir / "robustsam_onnx.json").read_text())
-    assert (manifest["model_type"], manifest["mode"], manifest["opset"]) == ("vit_micro", "robust", 18)
+    assert (manifest["model_type"], manifest["mode"], manifest["opset"]) == ("vit_micro_p8", "robust", 18)
     decoder = {item["name"]: item["shape"] for item in manifest["decoder"]["inputs"]}
     assert list(decoder) == ["image_embeddings", "robust_features", "point_coords", "point_labels",
                              "mask_input", "has_mask_input", "orig_im_size"]
@@ -92,7 +92,7 @@ def test_manifest_describes_the_export(robust_dir: Path) -> None:
 def test_onnx_predictor_matches_torch(robust: bool, robust_dir: Path, sam_dir: Path, image: np.ndarray) -> None:
     onnx = OnnxPredictor(robust_dir if robust else sam_dir, threads=1)
     check_predictor(onnx, RobustPredictor(build_robustsam(None, DEFAULT_CHECKPOINT), robust=robust), image)
-    assert onnx.get_image_embedding().shape == (1, 64, 8, 8)
+    assert onnx.get_image_embedding().shape == (1, 64, 16, 16)
 
 
 def test_int8_decoder_mask_iou(robust_dir: Path, image: np.ndarray, capsys) -> None:
@@ -105,7 +105,7 @@ def test_int8_decoder_mask_iou(robust_dir: Path, image: np.ndarray, capsys) -> N
         b = int8.predict(**prompt, multimask_output=False)[0]
         ious.append((a & b).sum() / max((a | b).sum(), 1))
     with capsys.disabled():
-        print(f"\nint8 decoder mask IoU against fp32 (vit_micro): {', '.join(f'{iou:.3f}' for iou in ious)}")
+        print(f"\nint8 decoder mask IoU against fp32 (built-in model): {', '.join(f'{iou:.3f}' for iou in ious)}")
     assert min(ious) > 0.8
 
 

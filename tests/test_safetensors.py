@@ -24,20 +24,20 @@ def test_round_trip_equals_the_pth_bit_for_bit(tmp_path: Path) -> None:
     for key, value in expected.items():
         assert actual[key].dtype == value.dtype and torch.equal(actual[key], value), key
     model = build_robustsam(None, target)
-    assert model.model_type == "vit_micro"
+    assert model.model_type == "vit_micro_p8"
 
 
 def test_metadata_records_type_and_split(tmp_path: Path) -> None:
     state = read_state_dict(DEFAULT_CHECKPOINT)
     robust_only = {key: value for key, value in state.items() if ".fourier_" in key or "custom_" in key or "robust_mlp" in key}
-    save_weights(state, tmp_path / "full.safetensors", "vit_micro")
-    save_weights(robust_only, tmp_path / "robust.safetensors", "vit_micro")
+    save_weights(state, tmp_path / "full.safetensors", "vit_micro_p8")
+    save_weights(robust_only, tmp_path / "robust.safetensors", "vit_micro_p8")
     full = read_weights_metadata(tmp_path / "full.safetensors")
-    assert full["model_type"] == "vit_micro" and full["contents"] == "RobustSAM"
+    assert full["model_type"] == "vit_micro_p8" and full["contents"] == "RobustSAM"
     assert int(full["sam_tensors"]) + int(full["robust_tensors"]) == len(state) and int(full["robust_tensors"]) == len(robust_only)
     assert read_weights_metadata(tmp_path / "robust.safetensors")["contents"] == "robust modules only"
     shown = CliRunner().invoke(cli, ["info", str(tmp_path / "full.safetensors")])
-    assert shown.exit_code == 0 and "vit_micro, RobustSAM" in shown.output and "contents RobustSAM" in shown.output
+    assert shown.exit_code == 0 and "vit_micro_p8, RobustSAM" in shown.output and "contents RobustSAM" in shown.output
 
 
 def test_merge_writes_safetensors(tmp_path: Path) -> None:
@@ -45,7 +45,7 @@ def test_merge_writes_safetensors(tmp_path: Path) -> None:
     robust = {k: v for k, v in state.items() if k.startswith("mask_decoder.") and ("fourier" in k or "custom_" in k or "robust_mlp" in k)}
     sam = {k: v for k, v in state.items() if k not in robust}
     torch.save(robust, tmp_path / "robust.pth")
-    save_weights(sam, tmp_path / "sam.safetensors", "vit_micro")  # a SAM checkpoint read as .safetensors too
+    save_weights(sam, tmp_path / "sam.safetensors", "vit_micro_p8")  # a SAM checkpoint read as .safetensors too
     target = tmp_path / "merged.safetensors"
     result = CliRunner().invoke(cli, ["export", "--robust", str(tmp_path / "robust.pth"), "--sam",
                                       str(tmp_path / "sam.safetensors"), "-o", str(target)])
@@ -78,4 +78,4 @@ def test_train_writes_final_safetensors(tmp_path: Path) -> None:
     trained = torch.load(output / "final.pth", weights_only=True)["model"]
     weights = read_state_dict(output / "final.safetensors")
     assert set(weights) == set(trained) and all(torch.equal(weights[key], trained[key]) for key in trained)
-    assert read_weights_metadata(output / "final.safetensors")["model_type"] == "vit_micro"
+    assert read_weights_metadata(output / "final.safetensors")["model_type"] == "vit_micro_p8"

@@ -1,4 +1,4 @@
-"""The built-in default model: a tiny RobustSAM trained on synthetic scenes, shipped in the package.
+"""The built-in default model: a tiny RobustSAM trained on photo-textured scenes, shipped in the package.
 
 It lets every command run right after install; real images need a real checkpoint.
 `scripts/build_default_model.py` regenerates it from scratch. The file is a wrapper
@@ -18,7 +18,7 @@ import torch
 
 DEFAULT_CHECKPOINT = Path(__file__).parents[1] / "assets" / "robustsam_default.pth"
 DEFAULT_NAME = "default"
-DEFAULT_NOTICE = "using the built-in tiny model (trained on synthetic scenes); pass --checkpoint for real images"
+DEFAULT_NOTICE = "using the built-in tiny model (128 px, trained on photo-textured scenes); pass --checkpoint for real images"
 AMG_DEFAULTS_KEY = "amg_defaults"
 # The generator settings a checkpoint may carry, with their types.
 AMG_SETTINGS: dict[str, type] = {
