@@ -11,7 +11,7 @@ stored in the checkpoint, and the IoU on held-out scenes is measured and printed
     python3 scripts/build_default_model.py [--work build/default-model] [--output core/assets/robustsam_default.pth]
     python3 scripts/build_default_model.py --calibrate-only --output MODEL.pth   # recalibrate a model in place
 
-About 25 minutes on 2 CPU cores. One torch thread: on a shared machine it is far faster than two.
+About 35 minutes on 2 CPU cores. One torch thread: on a shared machine it is far faster than two.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ IMAGE_SIZE = 128
 # split); validation during training uses scenes of the same photographs at seeds training never draws.
 DATA = "photos:4000"
 VALIDATION = ["--val-data", "photos:32", "--val-every", "500", "--val-count", "32"]
-# 2000 steps per stage: the schedule that fits about 30 minutes on a shared 2-core machine
-# (stage A ~3.5 steps/s, stage B ~2.4 steps/s on one free core).
+# 2000 steps per stage: the schedule that fits about 35 minutes on a shared 2-core machine
+# (vit_micro_p8: stage A ~4.5 steps/s, stage B ~2 steps/s on one core beside other work).
 STAGE_A = [
     "--stage", "base", "--model-type", "vit_micro_p8", "--data", DATA, "--image-size", str(IMAGE_SIZE),
     "--prompt", "mixed", "--batch-size", "16", "--optimizer", "adamw", "--lr", "2e-3", "--weight-decay", "1e-4",

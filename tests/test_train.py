@@ -60,7 +60,7 @@ def test_checkpoint_holds_robust_modules_and_loads_on_sam(tmp_path, sam_file):
                          max_steps=2, epochs=1, save_every=1, **SMALL)
     final = Trainer(config).run()
     saved = torch.load(final, weights_only=True)
-    assert set(saved) == {"model", "optimizer", "scheduler", "step", "rng", "config"}
+    assert set(saved) == {"model", "model_type", "optimizer", "scheduler", "step", "rng", "config"}
     assert saved["step"] == 2 and (tmp_path / "checkpoint-0000001.pth").is_file()
     assert saved["model"] and all(is_robust_key(k) for k in saved["model"])
     model = build_robustsam(None, final, sam_checkpoint=sam_file)
