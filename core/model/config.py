@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -64,22 +64,11 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
         iou_head_hidden_dim=64,
         mask_in_chans=8,
     ),
-    # vit_micro at patch 8: a 16x16 embedding at 128 px, so thin parts and small objects keep their shape.
-    "vit_micro_p8": ModelConfig(
-        encoder_embed_dim=32,
-        encoder_depth=2,
-        encoder_num_heads=2,
-        encoder_global_attn_indexes=(1,),
-        image_size=128,
-        patch_size=8,
-        window_size=8,
-        prompt_embed_dim=64,
-        transformer_mlp_dim=128,
-        transformer_num_heads=2,
-        iou_head_hidden_dim=64,
-        mask_in_chans=8,
-    ),
 }
+
+# vit_micro at patch 8: a 16x16 embedding at 128 px, so thin parts and small objects keep their shape
+# (the built-in model's size).
+MODEL_CONFIGS["vit_micro_p8"] = replace(MODEL_CONFIGS["vit_micro"], patch_size=8, window_size=8)
 
 
 def get_config(model_type: str) -> ModelConfig:
