@@ -141,9 +141,14 @@ def _summarise(problems: list[str]) -> str:
     return f"{len(problems)} keys: {shown}{more}"
 
 
+def _fitting_types(*states: Mapping[str, torch.Tensor]) -> list[str]:
+    """The registered model types whose keys and shapes fit every tensor of every state, in registry order."""
+    return [name for name in MODEL_CONFIGS if all(not _shape_mismatches(state, expected_shapes(name)) for state in states)]
+
+
 def infer_model_type(state: Mapping[str, torch.Tensor], path: str | os.PathLike) -> str:
     """The registered model type whose keys and shapes fit every tensor of `state`."""
-    fits = [name for name in MODEL_CONFIGS if not _shape_mismatches(state, expected_shapes(name))]
+    fits = _fitting_types(state)
     if not fits:
         raise CheckpointError(f"{path}: fits no known model type ({', '.join(MODEL_CONFIGS)})")
     return fits[0]
@@ -152,8 +157,7 @@ def infer_model_type(state: Mapping[str, torch.Tensor], path: str | os.PathLike)
 def _common_model_type(states: list[tuple[str | os.PathLike, Mapping[str, torch.Tensor]]]) -> str:
     """The first model type that fits every checkpoint: a robust-modules checkpoint alone can fit
     several (the modules do not depend on the patch size), its SAM checkpoint decides."""
-    fits = [name for name in MODEL_CONFIGS
-            if all(not _shape_mismatches(state, expected_shapes(name)) for _, state in states)]
+    fits = _fitting_types(*(state for _, state in states))
     # None fits all: the last checkpoint's own type, so that _check_fits names the one that disagrees.
     return fits[0] if fits else infer_model_type(states[-1][1], states[-1][0])
 
@@ -161,7 +165,7 @@ def _common_model_type(states: list[tuple[str | os.PathLike, Mapping[str, torch.
 def _check_fits(state: Mapping[str, torch.Tensor], model_type: str, path: str | os.PathLike) -> None:
     problems = _shape_mismatches(state, expected_shapes(model_type))
     if problems:
-        fits = [name for name in MODEL_CONFIGS if not _shape_mismatches(state, expected_shapes(name))]
+        fits = _fitting_types(state)
         hint = f" (it is a {fits[0]} checkpoint)" if fits else ""
         raise CheckpointError(f"{path}: does not fit model type {model_type}{hint}: {_summarise(problems)}")
 
