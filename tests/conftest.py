@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import pytest
@@ -62,3 +63,19 @@ def image() -> np.ndarray:
     base[disc] = [230, 200, 40]
     base[70:80, 90:150] = [20, 30, 200]
     return np.clip(base, 0, 255).astype(np.uint8)
+
+
+def whole_and_resumed(trainer: Callable[..., Any], config: Callable[..., Any], tmp_path: Path,
+                      **common: Any) -> tuple[Any, Any, dict[str, torch.Tensor]]:
+    """(whole, resumed, start): a trainer run to step 4 at once, one run to step 2 and resumed from its
+    checkpoint-0000002.pth to step 4, and the weights the whole run started from. `common` needs
+    save_every=2 so that the checkpoint exists."""
+    whole = trainer(config(output=str(tmp_path / "whole"), max_steps=4, **common))
+    start = {key: value.clone() for key, value in whole.model.state_dict().items()}
+    whole.run()
+    trainer(config(output=str(tmp_path / "first"), max_steps=2, **common)).run()
+    resumed = trainer(config(output=str(tmp_path / "second"), max_steps=4, **common),
+                      resume=str(tmp_path / "first" / "checkpoint-0000002.pth"))
+    assert resumed.step == 2
+    resumed.run()
+    return whole, resumed, start

@@ -17,6 +17,7 @@ from core.glesam import GleSam  # noqa: E402
 from core.inference.loading import open_model  # noqa: E402
 from core.model.default_model import DEFAULT_CHECKPOINT  # noqa: E402
 from robustsam_cli.main import cli  # noqa: E402
+from tests.conftest import whole_and_resumed  # noqa: E402
 from tests.test_train import free_port, records  # noqa: E402
 from train.glesam import GleSamTrainConfig, GleSamTrainer  # noqa: E402
 
@@ -41,14 +42,7 @@ def test_resume_equals_uninterrupted_run(tmp_path: Path, unet_checkpoint: Path, 
     # 3 steps an epoch: the resumed part crosses an epoch; a warmup still rising (unet) and StepLR
     # stepping every epoch (decoder) check the schedule's state; lr large enough that weights move
     common = dict(data="synthetic:6", stage=stage, epochs=2, save_every=2, lr=1e-2, warmup=3, **start, **SMALL)
-    whole = GleSamTrainer(GleSamTrainConfig(output=str(tmp_path / "whole"), max_steps=4, **common))
-    before = {key: value.clone() for key, value in whole.model.state_dict().items()}
-    whole.run()
-    GleSamTrainer(GleSamTrainConfig(output=str(tmp_path / "first"), max_steps=2, **common)).run()
-    resumed = GleSamTrainer(GleSamTrainConfig(output=str(tmp_path / "second"), max_steps=4, **common),
-                            resume=str(tmp_path / "first" / "checkpoint-0000002.pth"))
-    assert resumed.step == 2
-    resumed.run()
+    whole, resumed, before = whole_and_resumed(GleSamTrainer, GleSamTrainConfig, tmp_path, **common)
     expected, got = whole.model.state_dict(), resumed.model.state_dict()
     assert any(not torch.equal(before[key], expected[key]) for key in expected), "training changed nothing"
     assert all(torch.equal(expected[key], got[key]) for key in expected)

@@ -16,6 +16,8 @@ from robustsam_cli.main import cli
 from train.config import TrainConfig
 from train.trainer import Trainer
 
+from .conftest import whole_and_resumed
+
 SMALL = dict(image_size=64, prompt="box", val_every=0, log_every=1, device="cpu", lr=1e-3)
 
 
@@ -80,13 +82,7 @@ def test_resume_equals_uninterrupted_run(tmp_path, sam_file, stage):
     start = {"sam_checkpoint": str(sam_file)} if stage == "robust" else {"model_type": "vit_micro"}
     common = dict(data="synthetic:6", stage=stage, batch_size=2, accumulate=2, epochs=3, lr_step=1, save_every=2,
                   prompt="mixed", **start, **{k: v for k, v in SMALL.items() if k != "prompt"})
-    whole = Trainer(TrainConfig(output=str(tmp_path / "whole"), max_steps=4, **common))
-    whole.run()
-    Trainer(TrainConfig(output=str(tmp_path / "first"), max_steps=2, **common)).run()
-    resumed = Trainer(TrainConfig(output=str(tmp_path / "second"), max_steps=4, **common),
-                      resume=str(tmp_path / "first" / "checkpoint-0000002.pth"))
-    assert resumed.step == 2
-    resumed.run()
+    whole, resumed, _ = whole_and_resumed(Trainer, TrainConfig, tmp_path, **common)
     expected, got = whole.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(expected[k], got[k]) for k in expected)
     assert resumed.scheduler.state_dict() == whole.scheduler.state_dict()
