@@ -16,7 +16,7 @@ from core.degradations.lqseg import LQSEG_RATES
 from core.degradations.preview import MIXED, contact_sheet
 from core.degradations.run import DegradeSummary, plan_degrade
 from core.data.datasets import IMAGE_EXTENSIONS
-from core.data.io import read_image, require_output_file, write_image
+from core.io import read_image, require_output_file, write_image
 from core.device import resolve_device
 from core.errors import InputError
 from core.parallel import add_degrade_summaries, degrade_part

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table as RichTable
 
 from core.data.datasets import SPLITS, split_datasets
-from core.data.io import require_output_dir
+from core.io import require_output_dir, write_json, write_text
 from core.device import resolve_device
 from core.errors import InputError
 from core.evaluation import (
@@ -35,8 +35,6 @@ from core.evaluation import (
     row_cells,
     table_metrics,
     write_charts,
-    write_json,
-    write_text,
 )
 from core.evaluation.protocol import Results
 from core.inference.loading import checkpoint_method

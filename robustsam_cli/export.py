@@ -8,7 +8,7 @@ from typing import Optional
 
 import click
 
-from core.data.io import require_output_dir, require_output_file
+from core.io import require_output_dir, require_output_file
 from core.errors import InputError
 from core.model.checkpoint import expected_shapes, resolve_weights
 from core.model.config import MODEL_CONFIGS

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from core.inference.loading import open_model
 from core.device import resolve_device
 from core.errors import InputError
-from core.data.io import atomic_path, require_output_dir
+from core.io import atomic_path, require_output_dir
 from priors.data import collect_images
 from priors.generate import PRIOR_GENERATOR_DEFAULTS, PriorGenerator
 from priors.run import add_prior_summaries, generate_priors, prior_part, sam_path_quiet

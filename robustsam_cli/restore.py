@@ -10,7 +10,7 @@ import click
 
 from core.device import resolve_device
 from core.errors import InputError, OnFailure, per_image
-from core.data.io import atomic_path, require_output_dir, require_output_file, write_image
+from core.io import atomic_path, require_output_dir, require_output_file, write_image
 from priors.data import PairedImage, collect_images, find_pairs, prior_files
 from priors.restorer import Restorer, load_restorer, save_restorer
 from priors.training import TrainSettings, evaluate_restorer, mean_scores, restore_image, train_restorer

@@ -12,7 +12,7 @@ from click.core import ParameterSource
 from core.model.config import MODEL_CONFIGS
 from core.model.decoder import ABLATIONS
 from core.model.default_model import is_default_name
-from core.data.io import require_output_dir
+from core.io import require_output_dir
 from core.errors import InputError
 from train.config import DEGRADE_MODES, LOSSES, OPTIMIZERS, PRECISIONS, PROMPTS, STAGES, TrainConfig
 

@@ -34,7 +34,7 @@ from .protocol import (
     require_checkpoints,
     table_metrics,
 )
-from .report import last_condition, markdown, results_document, row_cells, write_charts, write_json, write_text
+from .report import last_condition, markdown, results_document, row_cells, write_charts
 
 __all__ = [
     "CACHE_DIR",
@@ -75,6 +75,4 @@ __all__ = [
     "sample_prompts",
     "table_metrics",
     "write_charts",
-    "write_json",
-    "write_text",
 ]

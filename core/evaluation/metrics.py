@@ -17,6 +17,8 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from ..io import encode_rle
+
 # Boundary IoU (Cheng et al., CVPR 2021): the boundary band is 2% of the image diagonal wide.
 BOUNDARY_DILATION_RATIO = 0.02
 
@@ -102,12 +104,6 @@ def pixel_accuracy(pred: np.ndarray, gt: np.ndarray) -> float:
 def boundary_iou(pred: np.ndarray, gt: np.ndarray, dilation_ratio: float = BOUNDARY_DILATION_RATIO) -> float:
     """Boundary IoU of two (H, W) boolean masks."""
     return float(batch_boundary_iou(pred[None], gt[None], dilation_ratio)[0])
-
-
-def encode_rle(masks: np.ndarray) -> list[dict]:
-    """COCO run-length encodings of (N, H, W) boolean masks, with `counts` as str (JSON-serialisable)."""
-    rles = mask_utils.encode(np.asfortranarray(np.asarray(masks, dtype=np.uint8).transpose(1, 2, 0)))
-    return [{"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")} for rle in rles]
 
 
 @dataclass
