@@ -9,11 +9,11 @@ from .metrics import (
     batch_pixel_accuracy,
     boundary_iou,
     dice,
-    encode_rle,
     iou,
     mask_ap,
     pixel_accuracy,
 )
+from ..io import encode_rle  # its home is core.io
 from .prompt_sampling import NUM_POINTS, PROMPT_TYPES, ObjectPrompt, PromptBook, sample_prompts
 from .protocol import (
     CACHE_DIR,

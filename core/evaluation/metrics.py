@@ -17,8 +17,6 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from ..io import encode_rle
-
 # Boundary IoU (Cheng et al., CVPR 2021): the boundary band is 2% of the image diagonal wide.
 BOUNDARY_DILATION_RATIO = 0.02
 

@@ -21,6 +21,7 @@ from ..io import load_torch_file
 
 DEFAULT_CHECKPOINT = Path(__file__).parents[1] / "assets" / "robustsam_default.pth"
 DEFAULT_NAME = "default"
+DEFAULT_MODEL_TYPE = "vit_micro_p8"  # what infer_model_type reads from the packaged file (tests check it)
 DEFAULT_NOTICE = "using the built-in tiny model (128 px, trained on photo-textured scenes); pass --checkpoint for real images"
 AMG_DEFAULTS_KEY = "amg_defaults"
 # The generator settings a checkpoint may carry, with their types.
