@@ -37,7 +37,8 @@ from core.evaluation import (
 )
 from core.evaluation.protocol import Results
 from core.inference.loading import checkpoint_method
-from core.parallel import STATE_DIR, eval_job, mark_done, plan_part
+from core.evaluation.shards import EvalLaunch, EvalPartSummary, eval_worker, plan_part
+from core.parallel import STATE_DIR, mark_done
 
 from .options import device_option, image_progress, precision_option
 from .parallel import Parallel, launch, parallel_options, pop_parallel
@@ -132,7 +133,7 @@ def eval_command(
         report_empty(f"{data}: no images to evaluate", allow_empty)
         return
     if parallel.launched:
-        results = _launch(console, parallel, models, specs, plan, out, settings, failed)
+        results = _launch(console, parallel, specs, plan, out, settings, failed)
     else:
         results = _evaluate(console, parallel, specs, plan, out, settings, failed)
     if results is None:
@@ -195,23 +196,22 @@ def _evaluate(console: Console, parallel: Parallel, specs: list[ModelSpec], plan
         )
     if parallel.shard is None:
         return results
-    if not mark_done(out, parallel.shard, {"images": len(items)}):
+    if not mark_done(out, parallel.shard, EvalPartSummary(len(items))):
         console.print(f"Shard {parallel.shard.index}/{parallel.shard.count}: {len(items)} images evaluated; "
                       "the last shard to finish writes the results")
         return None
     return collect_results(specs, plan, out / CACHE_DIR, settings, failed)
 
 
-def _launch(console: Console, parallel: Parallel, models: tuple[str, ...], specs: list[ModelSpec], plan: EvalPlan,
+def _launch(console: Console, parallel: Parallel, specs: list[ModelSpec], plan: EvalPlan,
             out: Path, settings: EvalSettings, failed: FailedImages) -> Optional[Results]:
     """Evaluates in torchrun workers, which take this process's prompts; the merged results on node 0."""
     require_checkpoints(specs)
     state = out / STATE_DIR / "launch"
     plan.prompts.save(state / "prompts.json")
     cuda = resolve_device(settings.device).type == "cuda"
-    parts = launch("eval", "core.parallel.eval_shards:eval_worker",
-                   eval_job(list(models), plan, state / "prompts.json", out, settings, cuda), state, parallel.nodes)
-    for note in dict.fromkeys(note for part in parts for note in part["notes"]):
+    parts = launch("eval", eval_worker, EvalLaunch(specs, plan.datasets, state / "prompts.json", out, settings, cuda), state, parallel.nodes)
+    for note in dict.fromkeys(note for part in parts for note in part.notes):
         console.print(f"[yellow]{escape(note)}[/yellow]")
     if parallel.nodes.node_rank != 0:
         console.print(f"Node {parallel.nodes.node_rank}: done; node 0 writes the results")
