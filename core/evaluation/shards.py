@@ -14,7 +14,7 @@ from typing import Callable, Optional
 from ..data.datasets import DatasetSpec
 from ..parallel import Shard, counter, mark_done, shard_items, worker_device
 from .prompt_sampling import PromptBook
-from .protocol import CACHE_DIR, EvalItem, EvalPlan, EvalSettings, ModelSpec, evaluate
+from .protocol import CACHE_DIR, EvalItem, EvalPlan, EvalSettings, ModelSpec, score_items
 
 
 @dataclass
@@ -51,7 +51,7 @@ def eval_worker(job: EvalLaunch, shard: Shard, progress: Callable[[int, int], No
     items = plan_part(plan, shard)
     advance = counter(progress, len(items) * len(job.models))
     summary = EvalPartSummary(len(items))
-    evaluate(job.models, plan, job.output_dir / CACHE_DIR, replace(job.settings, device=str(worker_device(job.cuda))),
-             lambda model: advance(), summary.notes.append, failures.append, items=items, part=shard.name)
+    score_items(job.models, plan, job.output_dir / CACHE_DIR, replace(job.settings, device=str(worker_device(job.cuda))),
+                lambda model: advance(), summary.notes.append, failures.append, items=items, part=shard.name)
     mark_done(job.output_dir, shard, summary)
     return summary
