@@ -1,7 +1,9 @@
-"""Errors that describe bad user input; the CLI turns them into one line and exit code 2."""
+"""Errors the CLI turns into one line: bad user input (exit code 2) and an output that cannot be
+written (exit code 1)."""
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from typing import Callable, Iterator, Optional
 
@@ -12,6 +14,17 @@ class InputError(ValueError):
 
 class CheckpointError(InputError):
     """A checkpoint file is unreadable or does not fit the model."""
+
+
+class OutputError(OSError):
+    """A file could not be written (disk full, no permission, read-only file system). A run stops at
+    the first: every later file would fail too. The message names the file and the cause."""
+
+    def __init__(self, path: str | os.PathLike, cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror or str(cause) or type(cause).__name__, os.fspath(path))
+
+    def __str__(self) -> str:
+        return f"{self.filename}: cannot write ({self.strerror})"
 
 
 OnFailure = Optional[Callable[[str], None]]

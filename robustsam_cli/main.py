@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
+from typing import Iterator
 
 import click
 
-from core.errors import InputError
+from core.errors import InputError, OutputError
+from core.io import ImageNotice
 
 
 class BadInput(click.ClickException):
@@ -20,15 +24,35 @@ class RobustSamGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with _notes_once():
+                return super().invoke(ctx)
         except InputError as error:
             raise BadInput(str(error)) from None
+        except OutputError as error:  # the run stopped at the first file it could not write
+            raise click.ClickException(str(error)) from None
         except OSError as error:
             # A file the system refuses (a folder where a file must go, no permission, disk full):
             # one line naming it, not a traceback.
             if error.filename is None:
                 raise
             raise BadInput(f"{error.filename}: {error.strerror or type(error).__name__}") from None
+
+
+@contextmanager
+def _notes_once() -> Iterator[None]:
+    """Prints each ImageNotice (how images were read) once, as a `Note:` line on stderr."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("once", ImageNotice)
+        shown = warnings.showwarning
+
+        def show(message, category, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+            if issubclass(category, ImageNotice):
+                click.echo(f"Note: {message}", err=True)
+            else:
+                shown(message, category, *args, **kwargs)
+
+        warnings.showwarning = show
+        yield
 
 
 def _version() -> str:

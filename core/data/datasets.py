@@ -7,6 +7,7 @@ lazily, one sample per index. Unusable files raise InputError naming the file.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from contextlib import redirect_stdout
 from dataclasses import dataclass
 from io import StringIO
@@ -49,7 +50,7 @@ class AnnotatedReader(SampleReader, Protocol):
     def annotation(self, index: int) -> tuple[str, np.ndarray]: ...
 
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")  # GIF: its first frame
 CLEAR = "clear"
 MASKS = "masks"
 
@@ -244,6 +245,11 @@ class CocoInstancesDataset:
         except (ValueError, KeyError, TypeError, AssertionError) as error:
             raise InputError(f"{path}: not a COCO instances file ({type(error).__name__}: {error})".splitlines()[0]) from None
         self.annotation_path = path
+        for field in ("images", "annotations"):  # pycocotools keeps the last of equal ids silently
+            ids = [entry["id"] for entry in self.coco.dataset.get(field, []) if isinstance(entry, dict) and isinstance(entry.get("id"), (int, str))]
+            repeated = next((value for value, count in Counter(ids).items() if count > 1), None)
+            if repeated is not None:
+                raise InputError(f"{path}: duplicate {field[:-1]} id {repeated} in '{field}'")
         self.annotations = {
             image_id: [a for a in self.coco.imgToAnns[image_id] if not a.get("iscrowd", 0)]
             for image_id in self.coco.getImgIds()

@@ -84,15 +84,30 @@ def load_prompts(path: str | os.PathLike, prompt_from: str = "box") -> PromptSet
         raise ValueError(f"prompt_from must be one of {PROMPT_SOURCES}, not {prompt_from!r}")
     if not path.is_file():
         raise InputError(f"{path}: no such prompt file")
+    repeated: list[str] = []
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        # utf-8-sig: Windows editors start UTF-8 files with a byte-order mark.
+        data = json.loads(path.read_text(encoding="utf-8-sig"), object_pairs_hook=lambda pairs: _unique_keys(pairs, repeated))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: not valid JSON ({str(error).splitlines()[0]})") from None
+    if repeated:
+        named = isinstance(data, dict) and repeated[0] in data and not is_coco_instances(data)
+        raise InputError(f"{path}: image '{repeated[0]}' is listed twice" if named else f"{path}: key '{repeated[0]}' appears twice in one object")
     if is_coco_instances(data):
         return _coco_prompts(path, data, prompt_from)
     if prompt_from != "box":
         raise InputError(f"{path}: --prompt-from applies to COCO instances files only")
     return _tool_prompts(path, data)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]], repeated: list[str]) -> dict[str, Any]:
+    """A JSON object as a dict; keys it holds twice (json keeps the last silently) go to `repeated`."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            repeated.append(key)
+        seen[key] = value
+    return seen
 
 
 def is_coco_instances(data: Any) -> bool:
@@ -187,13 +202,20 @@ def _coco_prompts(path: Path, data: dict[str, Any], prompt_from: str) -> PromptS
         key = normalise_key(image["file_name"])
         if image["id"] in images:
             raise InputError(f"{where}, field 'id': duplicate image id {image['id']}")
+        if key in prompts:
+            raise InputError(f"{where}, field 'file_name': image '{image['file_name']}' is listed twice")
         images[image["id"]] = image
         prompts[key] = []
         image_ids[key] = image["id"]
         names[key] = image["file_name"]
+    annotation_ids: set[Any] = set()
     for index, annotation in enumerate(data["annotations"]):
         if not isinstance(annotation, dict):
             raise InputError(f"{path}: annotations[{index}]: expected an object")
+        if isinstance(annotation.get("id"), (int, str)):
+            if annotation["id"] in annotation_ids:
+                raise InputError(f"{path}: annotations[{index}], field 'id': duplicate annotation id {json.dumps(annotation['id'])}")
+            annotation_ids.add(annotation["id"])
         image = images.get(annotation.get("image_id"))  # type: ignore[arg-type]
         if image is None:
             raise InputError(f"{path}: annotations[{index}], field 'image_id': no image with id {json.dumps(annotation.get('image_id'))}")

@@ -24,7 +24,7 @@ import torch
 from segment_anything import SamPredictor
 from segment_anything.utils.amg import batched_mask_to_box, calculate_stability_score
 
-from ..data.datasets import is_image_file, list_images
+from ..data.datasets import IMAGE_EXTENSIONS, is_image_file, list_images
 from ..io import read_image, read_image_size, require_output_dir
 from ..data.prompt_files import Prompt, PromptSet, load_prompts
 from ..errors import InputError
@@ -118,7 +118,12 @@ def plan_jobs(search: ImageSearch, prompts: Optional[PromptSet] = None) -> list[
         where = ", ".join(str(folder) for folder in search.folders)
         for key, image_prompts in prompts.prompts.items():
             if key not in found:
-                error = f"{prompts.source}: image '{prompts.name(key)}' not found in {where}"
+                present = [folder / key for folder in search.folders if (folder / key).is_file()]
+                if present:  # there, but not a format the tool reads
+                    error = (f"{present[0]}: unsupported image format '{present[0].suffix}' "
+                             f"(supported: {', '.join(IMAGE_EXTENSIONS)})")
+                else:
+                    error = f"{prompts.source}: image '{prompts.name(key)}' not found in {where}"
                 image_id = prompts.image_ids.get(key, order[key])
                 jobs.append(ImageJob(search.folders[0] / key, key, tuple(image_prompts), image_id, error))
     return jobs

@@ -2,12 +2,13 @@
 one image reader and writer, weights-only torch loading, and COCO run-length encoding."""
 
 from .files import atomic_path, read_json, require_output_dir, require_output_file, write_json, write_text
-from .images import MASK_PNG_LEVEL, read_image, read_image_size, read_pixels, to_rgb8, write_image, write_mask
+from .images import MASK_PNG_LEVEL, ImageNotice, read_image, read_image_size, read_pixels, to_rgb8, write_image, write_mask
 from .rle import encode_rle
 from .torch_files import load_torch_file
 
 __all__ = [
     "MASK_PNG_LEVEL",
+    "ImageNotice",
     "atomic_path",
     "encode_rle",
     "load_torch_file",

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from ..errors import InputError
+from ..errors import InputError, OutputError
 
 
 def require_output_dir(path: str | os.PathLike) -> Path:
@@ -46,30 +46,46 @@ def read_json(path: str | os.PathLike, what: str) -> Any:
     if not path.is_file():
         raise InputError(f"{path}: no such {what}")
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8-sig"))  # -sig: a Windows byte-order mark is fine
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InputError(f"{path}: not a JSON {what} ({error})".splitlines()[0]) from None
 
 
+def _read_umask() -> int:
+    # os.umask can only be read by setting it; done once, on import, before any thread writes files.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# The permissions an ordinary open(path, "w") gives a new file: 0o666 less the process's umask.
+FILE_MODE = 0o666 & ~_read_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yields a temporary path beside `path`; renames it to `path` only if the block succeeds.
+    """Yields a temporary path beside `path`; renames it to `path` only if the block succeeds, so
+    `path` is never left half-written and no temporary file stays behind.
 
-    The temporary name keeps the suffix so writers that pick a format from it work.
+    The temporary name keeps the suffix so writers that pick a format from it work. The file gets
+    the mode an ordinary `open(path, "w")` would (umask applied), not mkstemp's 0600. An OSError
+    while writing (disk full, no permission, read-only file system) becomes OutputError naming `path`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+        tmp_path = Path(tmp)
+        os.fchmod(fd, FILE_MODE)
+        os.close(fd)
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as error:
+        raise OutputError(path, error) from None
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-
-
+        if tmp_path is not None:
+            tmp_path.unlink(missing_ok=True)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -1,14 +1,23 @@
 """Reading images as (H, W, 3) uint8 RGB and writing images and masks atomically: the one image
-reader and writer of every command."""
+reader and writer of every command.
+
+Images are read upright: an EXIF orientation (every phone photo has one) is applied, as viewers
+and OpenCV apply it, so prompt coordinates and masks refer to the image as the user sees it. Of
+a file with several frames (GIF, multi-page TIFF) the first is read. Each is said once per
+process as an `ImageNotice` warning (the CLI prints it as a `Note:` line).
+"""
 
 from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
+from typing import Callable
 
 import imageio.v3 as iio
 import numpy as np
+from PIL import Image
 
 from ..errors import InputError
 from .files import atomic_path
@@ -40,16 +49,56 @@ def to_rgb8(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+class ImageNotice(UserWarning):
+    """How an image was read, said once: rotated upright by its EXIF orientation, or first frame only."""
+
+
+ROTATED_NOTICE = ("images with an EXIF orientation are read upright, as viewers show them; "
+                  "prompt coordinates and masks refer to the upright image")
+FIRST_FRAME_NOTICE = "images with several frames (GIF, multi-page TIFF) are read as their first frame"
+EXIF_ORIENTATION = 0x0112
+# EXIF orientation -> the array operation that shows the stored (H, W, ...) pixels upright.
+_UPRIGHT: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: np.swapaxes(a, 0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.rot90(np.swapaxes(a, 0, 1), 2),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _orientation_and_frames(path: Path) -> tuple[int, int]:
+    """The EXIF orientation (1: upright as stored) and frame count of an image file; (1, 1) for a
+    file Pillow cannot open (imageio then reads, or refuses, it)."""
+    try:
+        with Image.open(path) as image:
+            orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+            return (orientation if orientation in _UPRIGHT else 1), int(getattr(image, "n_frames", 1))
+    except Exception:  # Pillow raises many types for files it does not know
+        return 1, 1
+
+
 def read_pixels(path: str | os.PathLike, what: str = "image", missing_hint: str = "") -> np.ndarray:
-    """The first frame of an image file as stored (any dtype and channels); InputError naming the
-    file and calling it `what` when it is missing or unreadable."""
+    """The first frame of an image file, upright (its EXIF orientation applied), of any dtype and
+    channels; InputError naming the file and calling it `what` when it is missing or unreadable."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such {what} file{missing_hint}")
     try:
-        return np.asarray(iio.imread(path, index=0))
+        pixels = np.asarray(iio.imread(path, index=0))
     except Exception as error:  # imageio raises many types for corrupt files
         raise InputError(f"{path}: not a readable {what} ({_reason(error, path)})") from None
+    orientation, frames = _orientation_and_frames(path)
+    if pixels.ndim == 4 or (pixels.ndim == 3 and pixels.shape[2] > 4):  # a stack of pages read as one series
+        pixels, frames = pixels[0], max(frames, len(pixels))
+    if frames > 1:
+        warnings.warn(FIRST_FRAME_NOTICE, ImageNotice, stacklevel=2)
+    if orientation == 1:
+        return pixels
+    warnings.warn(ROTATED_NOTICE, ImageNotice, stacklevel=2)
+    return np.ascontiguousarray(_UPRIGHT[orientation](pixels))
 
 
 def _reason(error: Exception, path: Path) -> str:
@@ -62,7 +111,7 @@ def _reason(error: Exception, path: Path) -> str:
 
 
 def read_image_size(path: str | os.PathLike) -> tuple[int, int]:
-    """An image file's (H, W) from its header, without decoding the pixels; InputError as `read_pixels`."""
+    """An image file's upright (H, W) from its header, without decoding the pixels; InputError as `read_pixels`."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such image file")
@@ -72,7 +121,8 @@ def read_image_size(path: str | os.PathLike) -> tuple[int, int]:
         raise InputError(f"{path}: not a readable image ({_reason(error, path)})") from None
     if len(shape) not in (2, 3):
         raise InputError(f"{path}: not a readable image (unsupported image shape {shape})")
-    return int(shape[0]), int(shape[1])
+    height, width = int(shape[0]), int(shape[1])
+    return (width, height) if _orientation_and_frames(path)[0] in (5, 6, 7, 8) else (height, width)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
