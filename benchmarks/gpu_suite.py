@@ -11,18 +11,20 @@ On the first CUDA device, in this order (the rows that matter most come first, s
   4. `robustsam segment` end to end in a child process on 300 generated 1024 px JPEGs with vit_b
      (reading, decoding, writing PNGs included): images/s and GPU utilisation sampled meanwhile;
   5. GleSAM's per-image cost with an SD-2.1-base-sized U-Net: GleSamPredictor against SAM's path;
-  6. the best image batch (doubling while images/s gains >= 5%): the predictors' `set_image_batch`
-     where they have it, else the stacked images encoded through the model as set_image does;
-  7. torch.compile of the encoder at batch 1 (compilation and warm-up excluded from the timing);
-  8. SAM 2 rows: absent until the SAM 2 backbone lands.
-Each row records peak GPU memory (torch.cuda.max_memory_allocated, weights included, reset per row);
-an out-of-memory row is recorded as absent and the suite goes on. Timings synchronise the device
-before and after, after warm-up calls. Writes gpu_suite.json and gpu_suite.md (a table for
+  6. per precision (bf16, fp16, fp32): torch.compile of vit_l's encoder at batch 1 (compilation and
+     warm-up untimed), the best image batch of every model and path (doubling while images/s gains
+     >= 5%: the predictors' `set_image_batch` where they have it, else the stacked images encoded
+     through the model as set_image does), then the other models compiled;
+  7. SAM 2 rows: absent until the SAM 2 backbone lands.
+Each row records peak GPU memory (torch.cuda.max_memory_allocated, reset per row; the row's model
+weights included, one model on the device at a time); an out-of-memory row is recorded as absent and
+the suite goes on. Timed calls follow warm-up calls and end with a device synchronisation. Writes gpu_suite.json and gpu_suite.md (a table for
 docs/performance.md) to --out, and prints the paper-anchor ratios (vit_l robust path in bf16 against
 RobustSAM's 2.80 FPS, target 3x; robust/SAM time ratio, target <= 1.1).
 
 `--device cpu --quick` is the dry run the tests run: the same functions on vit_micro (the built-in
-model's family), the built-in model itself for `segment`, a small U-Net and torch.compile's eager backend, in seconds.
+model's family), the built-in model itself for `segment`, a small U-Net and torch.compile's eager
+backend: about 40 s of CPU time, most of it the two child processes starting.
 
     python3 benchmarks/gpu_suite.py --out DIR [--budget-s 480] [--device cuda|cpu] [--quick]
 """
@@ -273,6 +275,8 @@ def cuda_tests(budget: Budget) -> dict[str, Any]:
                    f"--junitxml={report}", *files]
         done = subprocess.run(command, cwd=ROOT, env=child_env(), capture_output=True, text=True,
                               timeout=max(budget.left(), 1.0))
+        if not report.is_file():
+            raise RuntimeError(f"pytest exited {done.returncode} without a report: {last_line(done.stdout + done.stderr)}")
         suites = list(ElementTree.parse(report).getroot().iter("testsuite"))
         failures = [f"{case.get('classname')}::{case.get('name')}" for suite in suites for case in suite.iter("testcase")
                     if case.find("failure") is not None or case.find("error") is not None]
@@ -392,7 +396,7 @@ def segment_end_to_end(work: Path, device: torch.device, plan: Plan, budget: Bud
     written = len(list(output.glob("*/*.png")))
     if written != 2 * plan.segment_images:
         raise RuntimeError(f"robustsam segment wrote {written} masks, expected {2 * plan.segment_images}")
-    return {"images_per_s": plan.segment_images / seconds, "wall_s": seconds, "images": plan.segment_images,
+    return {"images_per_s": plan.segment_images / seconds, "peak_gb": None, "wall_s": seconds, "images": plan.segment_images,
             "image_size": size, "masks_written": written, "checkpoint": plan.segment_checkpoint, **sampler.summary()}
 
 
@@ -423,7 +427,8 @@ def run_row(rows: list[dict], budget: Budget, device: torch.device, key: dict[st
         start = time.perf_counter()
         try:
             row.update(measure())
-            row.update(status="measured", peak_gb=peak_gb(device))
+            row.setdefault("peak_gb", peak_gb(device))  # a measure run in a child process says None
+            row["status"] = "measured"
         except torch.cuda.OutOfMemoryError:
             row.update(status="absent", reason="out of memory")
         except Exception as error:  # one broken row must not cost the GPU loan: recorded, traced, skipped
@@ -590,7 +595,7 @@ def notes(row: dict[str, Any]) -> str:
     if kind == "segment":
         utilization = number(row["gpu_utilization_mean"], 0)
         return (f"{row['images']} images {row['image_size']} px in {row['wall_s']:.1f} s (start-up included), "
-                f"GPU utilisation mean {utilization}% ({row['utilization_source']})")
+                f"GPU utilisation mean {utilization}% ({row['utilization_source']}); memory not measured (child process)")
     if kind == "glesam":
         return f"{row['time_vs_sam']:.2f}x SAM path's set_image time"
     parts = [row["how"]] if "how" in row else []
