@@ -65,8 +65,9 @@ from bench_predictor import boxes, segment_anything_sam, synchronize, synthetic_
 from segment_anything import SamPredictor  # noqa: E402
 
 from core import RobustPredictor, RobustSam  # noqa: E402
-from core.data.io import atomic_path  # noqa: E402
-from core.glesam import GleSam, GleSamPredictor  # noqa: E402
+from core.glesam import GleSam  # noqa: E402
+from core.inference import GleSamPredictor  # noqa: E402
+from core.io import write_json, write_text  # noqa: E402
 from tests.test_parity import REFERENCE_LIMIT  # noqa: E402
 from tests.test_predictor import LOW_PRECISION_LIMIT, relative_error  # noqa: E402
 
@@ -625,9 +626,8 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def write(out: Path, report: dict[str, Any]) -> None:
-    for name, text in (("gpu_suite.json", json.dumps(report, indent=1)), ("gpu_suite.md", markdown(report))):
-        with atomic_path(out / name) as tmp:
-            tmp.write_text(text)
+    write_json(out / "gpu_suite.json", report)
+    write_text(out / "gpu_suite.md", markdown(report))
 
 
 def main(argv: Optional[list[str]] = None) -> int:

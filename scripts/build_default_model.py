@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core import RobustSam, build_robustsam  # noqa: E402
-from core.io import atomic_path  # noqa: E402
+from core.io import atomic_path, write_json  # noqa: E402
 from core.data.photo_scenes import make_photo_scene  # noqa: E402
 from core.data.scenes import make_scene  # noqa: E402
 from core.degradations import PUBLISHED, degrade  # noqa: E402
@@ -281,8 +281,8 @@ def build_in_budget(args: argparse.Namespace) -> None:
     current = measure(build_robustsam(None, args.output), args.eval_count)
     new = measure(build_robustsam(None, candidate), args.eval_count)
     replace, reason = replaces(current, new, candidate.stat().st_size)
-    (work / "selection.json").write_text(json.dumps({"steps": steps, "current": current, "candidate": new,
-                                                     "replaced": replace, "reason": reason}, indent=1))
+    write_json(work / "selection.json", {"steps": steps, "current": current, "candidate": new, "replaced": replace,
+                                         "reason": reason})
     print(("replacing " if replace else "keeping ") + f"{args.output}: {reason}", flush=True)
     if replace:
         with atomic_path(args.output) as tmp:
