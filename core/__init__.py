@@ -1,5 +1,8 @@
 """RobustSAM core: the model on `segment_anything` (`core.model`), running it (`core.inference`),
-files and samples (`core.data`), metrics (`core.evaluation`) and degradations (`core.degradations`)."""
+files and samples (`core.data`), metrics and the evaluation protocol (`core.evaluation`),
+degradations (`core.degradations`), the file infrastructure under all of them (`core.io`) and the
+generic multi-process launcher (`core.parallel`). Layers, lowest first, as tests/test_layers.py
+checks them: errors/device, io, parallel, model/data, glesam/degradations/deploy, inference, evaluation."""
 
 from .device import resolve_device
 from .errors import CheckpointError, InputError

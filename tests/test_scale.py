@@ -24,7 +24,9 @@ PROMPTS = {
     "b.png": [{"box": [0, 0, 80, 60]}, {"box": [10, 10, 30, 30]}],
     "c.png": [{"points": [[10, 10], [40, 30]], "labels": [1, 1]}],
 }
-FORMATS = [["--format", "png", "--overlay"], ["--format", "coco"], ["--format", "label"]]
+# png runs by default; the other formats take the same paths through the launcher (slow: CI runs them).
+FORMATS = [["--format", "png", "--overlay"], pytest.param(["--format", "coco"], marks=pytest.mark.slow),
+           pytest.param(["--format", "label"], marks=pytest.mark.slow)]
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +91,7 @@ def test_segment_outputs_do_not_depend_on_the_split(job, options: list[str]) -> 
     assert outputs(root / "gpus") == expected
 
 
+@pytest.mark.slow
 def test_a_crashed_worker_fails_the_command_and_a_rerun_does_only_the_missing_work(job) -> None:
     output = job["root"] / "crash"
     output.mkdir()
@@ -147,6 +150,7 @@ def evaluate(job: dict[str, Path], data: Path, out: Path, *args: str) -> Result:
                "--prompt", "box", "--out", str(out), *args)
 
 
+@pytest.mark.slow
 def test_eval_results_do_not_depend_on_the_split_and_a_crashed_worker_merges_nothing(job, eval_data, one_thread) -> None:
     root = job["root"] / "eval"
     single = evaluate(job, eval_data, root / "one")
