@@ -24,6 +24,7 @@ from core.model.default_model import DEFAULT_CHECKPOINT  # noqa: E402
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+@pytest.mark.slow
 def test_every_arm_is_trained_and_scored(tmp_path: Path) -> None:
     work, report = tmp_path / "work", tmp_path / "glesam.md"
     glesam_miniature.main(["--unet-steps", "2", "--decoder-steps", "2", "--batch-size", "2", "--count", "1",

@@ -156,6 +156,7 @@ def test_onnx_backend_errors(robust_dir: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parity
+@pytest.mark.slow
 def test_vit_b_onnx_parity(tmp_path: Path, one_thread) -> None:
     """vit_b with synthetic weights: both paths, box, points and mask input, fp32 and int8."""
     model = model_from_state("vit_b", dict(synthetic_state_dict(load_manifest("vit_b"))))

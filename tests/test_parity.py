@@ -13,7 +13,7 @@ from core.model.synthetic_weights import synthetic_state_dict
 
 from .conftest import DATA, load_manifest, model_from_state
 
-pytestmark = pytest.mark.parity
+pytestmark = [pytest.mark.parity, pytest.mark.slow]  # minutes on 2 cores; tests/test_golden.py guards the robust path by default
 
 # Limits are about 5x the worst error measured (torch 2.14.1, CPU, float32, our kernels):
 # against the published outputs 3.4e-6 relative on logits, features and tokens (the mask-input case)
