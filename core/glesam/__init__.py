@@ -1,6 +1,7 @@
 """GleSAM (Guo et al., CVPR 2025): generative latent-space enhancement of SAM's image embedding with a
 LoRA-adapted diffusion U-Net (one denoising step), then SAM's fine-tuned decoder. Needs the `glesam`
-extra (diffusers, peft); `core.inference.open_predictor` opens GleSAM checkpoints like any other."""
+extra (diffusers, peft); `core.inference.open_predictor` opens GleSAM checkpoints like any other
+(as a `core.inference.GleSamPredictor`)."""
 
 from .enhancer import (
     PUBLISHED_FEATURE_WEIGHT,
@@ -19,7 +20,6 @@ from .model import (
     load_glesam,
     load_released_decoder,
 )
-from .predictor import GleSamPredictor
 from .unet import (
     LORA_TARGETS,
     PUBLISHED_LORA,
@@ -42,7 +42,6 @@ __all__ = [
     "PUBLISHED_TIMESTEP",
     "RELEASED_FEATURE_WEIGHT",
     "GleSam",
-    "GleSamPredictor",
     "LatentEnhancer",
     "add_lora",
     "bottleneck",
