@@ -38,6 +38,15 @@ _PATH = click.Path(dir_okay=False, path_type=str)
                    "unet / decoder: GleSAM's two stages (with --method glesam).")
 @click.option("--unet", "unet_path", type=click.Path(path_type=str),
               help="GleSAM: a Stable Diffusion U-Net on disk (diffusers folder or single file); default a small random U-Net.")
+@click.option("--text-context", type=click.Choice(("clip", "zero")), default="clip", show_default=True,
+              help="GleSAM: condition the U-Net on CLIP's embedding of \"\" (needs --unet to be the SD pipeline folder "
+                   "with tokenizer/ and text_encoder/) or, explicitly, on a zero token.")
+@click.option("--mse-only", is_flag=True,
+              help="GleSAM stage unet: train on the MSE term alone, every step (no distribution matching, GAN or "
+                   "fake-score U-Net).")
+@click.option("--lqseg-chain", type=click.Choice(("released", "yaml")), default="released", show_default=True,
+              help="GleSAM: LQSeg's training chain as the released loader runs it (first blur kernel reused, 8-bit "
+                   "rounding) or as its YAML describes it (a second kernel).")
 @click.option("--lora-rank", type=int, default=8, show_default=True, help="GleSAM: LoRA rank (published 8, alpha 8).")
 @click.option("--latent-scale", type=float, default=5.0, show_default=True,
               help="GleSAM: the feature weight that aligns SAM's embedding with SD latents (published example 5).")
@@ -112,8 +121,9 @@ def train_command(resume: Optional[str], gpus: int, nnodes: int, node_rank: int,
     \b
     robustsam train --data robust_seg/ --sam-checkpoint sam_vit_l_0b3195.pth -o runs/l --gpus 8
     robustsam train --stage base --model-type vit_micro --data synthetic:2000 --image-size 128 -o runs/base
-    robustsam train --method glesam --stage unet --data lqseg_train/ --sam-checkpoint sam_vit_l_0b3195.pth -o runs/g --gpus 8
+    robustsam train --method glesam --stage unet --unet sd-2-1-base/ --data lqseg_train/ --sam-checkpoint sam_vit_l_0b3195.pth -o runs/g --gpus 8
     """
+    glesam_only = {key: settings.pop(key) for key in ("text_context", "mse_only", "lqseg_chain")}
     method, unet_path, lora_rank, latent_scale = (settings.pop(key) for key in ("method", "unet_path", "lora_rank", "latent_scale"))
     require_output_dir(settings["output"])
     if gpus < 1 or nnodes < 1:
@@ -121,7 +131,7 @@ def train_command(resume: Optional[str], gpus: int, nnodes: int, node_rank: int,
     if method == "glesam":
         if write_safetensors:
             raise InputError("--safetensors: RobustSAM runs only (a GleSAM checkpoint keeps its enhancer settings in final.pth)")
-        config = _glesam_config(settings, unet_path, lora_rank, latent_scale, resume)
+        config = _glesam_config(settings, unet_path, lora_rank, latent_scale, resume, **glesam_only)
     else:
         config = _robustsam_config(settings, resume)
     from train.launch import launch
@@ -169,7 +179,7 @@ def _robustsam_config(settings: dict, resume: Optional[str]) -> TrainConfig:
 
 
 def _glesam_config(settings: dict, unet_path: Optional[str], lora_rank: int, latent_scale: float,
-                   resume: Optional[str]) -> "GleSamTrainConfig":
+                   resume: Optional[str], text_context: str, mse_only: bool, lqseg_chain: str) -> "GleSamTrainConfig":
     """`--method glesam`: the checked configuration of one GleSAM stage (train/glesam.py)."""
     from train.glesam import GleSamTrainConfig, check_glesam_config
 
@@ -186,6 +196,7 @@ def _glesam_config(settings: dict, unet_path: Optional[str], lora_rank: int, lat
         prompt=settings["prompt"], num_points=settings["num_points"], lr=settings["lr"], epochs=settings["epochs"],
         max_steps=settings["max_steps"], batch_size=settings["batch_size"], seed=settings["seed"],
         save_every=settings["save_every"], log_every=settings["log_every"], device=settings["device"],
+        text_context=text_context, objective="mse" if mse_only else "released", lqseg_chain=lqseg_chain,
     )
     check_glesam_config(config)
     _check_resume(resume)

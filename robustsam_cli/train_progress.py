@@ -25,7 +25,9 @@ def step_reporter(enabled: bool = True) -> Iterator[Callable[[StepReport], None]
     def report(step: StepReport) -> None:
         if not enabled:
             return
-        shown = " ".join(f"{key} {value:.4f}" for key, value in step.losses.items() if key != "grad_norm")
+        # gradient norms and GleSAM's generator_step (an iteration number) are in log.jsonl only
+        shown = " ".join(f"{key} {value:.4f}" for key, value in step.losses.items()
+                         if not key.endswith("grad_norm") and key != "generator_step")
         info = f"{shown} | {step.images_per_s:.1f} img/s"
         progress.update(task, completed=step.step, total=step.total, info=info)
         if plain and step.logged:

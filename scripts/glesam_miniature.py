@@ -4,11 +4,13 @@ path of the built-in model, on held-out scenes, clear and LQ-1/2/3, box and poin
 Every number comes from the real code, run in-process in this order (seeded: a rerun gives the same
 tables up to floating-point summation order):
   1. stage unet: a small U-Net from scratch (`core.glesam.small_unet_config`) learns to map the tiny
-     SAM's embedding of LQSeg-degraded training scenes to that of the clear scene (train/glesam.py);
-  2. stage decoder: the tiny SAM's decoder fine-tuned on the enhanced embeddings (point prompts, as
-     published); and, as a control, the same stage on a stage-unet checkpoint of 0 steps (the
-     enhancer held at its start, the identity up to 1 / sqrt(alpha_1)): `no-enhancer` separates what
-     the enhancer adds from what fine-tuning the decoder on degraded scenes adds;
+     SAM's embedding of LQSeg-degraded training scenes to that of the clear scene (train/glesam.py),
+     twice: with the released objective (MSE + distribution matching + GAN, the generator updating on
+     every 5th iteration; `glesam`) and with the MSE alone, every iteration (`glesam-mse`);
+  2. stage decoder: the tiny SAM's decoder fine-tuned on the enhanced embeddings of each (point
+     prompts, as published); and, as a control, the same stage on a stage-unet checkpoint of 0 steps
+     (the enhancer held at its start, the identity up to 1 / sqrt(alpha_1)): `no-enhancer` separates
+     what the enhancer adds from what fine-tuning the decoder on degraded scenes adds;
   3. held-out scenes (scripts/replication.py's: seeds from 1,000,000, photographs kept out of
      training, and the synthetic style never seen in training) -> `robustsam degrade --types lqseg`
      (clear + LQ-1, LQ-2, LQ-3);
@@ -18,7 +20,7 @@ tables up to floating-point summation order):
     OMP_NUM_THREADS=1 python3 scripts/glesam_miniature.py [--checkpoint default] [--unet-steps 900]
         [--decoder-steps 600] [--count 40] [--work build/glesam] [--report docs/glesam.md]
 
-About 30 minutes on one thread with the defaults.
+About 60 minutes on one thread with the defaults; docs/glesam.md gives the command it was made with.
 """
 
 from __future__ import annotations
@@ -52,21 +54,23 @@ UNET_WIDTH = 32
 # A U-Net from scratch, not LoRA on a pretrained one: it needs a larger rate than the published 1e-4
 # and a warmup that fits a short run; the decoder stage keeps the published 1e-4.
 UNET_LR, UNET_WARMUP, DECODER_LR = 1e-3, 50, 1e-4
-MODELS = ("sam", "robustsam", "no-enhancer", "glesam")
+MODELS = ("sam", "robustsam", "no-enhancer", "glesam-mse", "glesam")
+# arm -> (stage-unet steps: all or none, objective); the folders are <prefix>unet and <prefix>decoder
+ARMS = {"glesam": (True, "released"), "glesam-mse": (True, "mse"), "no-enhancer": (False, "mse")}
 TIMED = ("sam", "robustsam", "glesam")
 CONDITIONS = ("Clear", "LQ-1", "LQ-2", "LQ-3", "Degrade")
 
 
 def train_stages(checkpoint: Path, work: Path, unet_steps: int, decoder_steps: int, batch: int) -> tuple[dict[str, Path], list[GleSamTrainConfig]]:
-    """Both GleSAM stages on the tiny SAM of `checkpoint`, and the decoder stage alone on an enhancer of
-    0 steps; returns the final checkpoints ({"glesam": ..., "no-enhancer": ...}) and GleSAM's configs."""
+    """Both GleSAM stages on the tiny SAM of `checkpoint` for each objective, and the decoder stage alone
+    on an enhancer of 0 steps; returns the final checkpoints per arm (ARMS) and the released arm's configs."""
     common = dict(data=TRAIN_DATA, image_size=SCENE_SIZE, batch_size=batch, width=UNET_WIDTH, device="cpu",
                   save_every=0, log_every=10)
     finals, configs = {}, []
-    for name, steps in (("glesam", unet_steps), ("no-enhancer", 0)):
+    for name, (trained, objective) in ARMS.items():
         prefix = "" if name == "glesam" else f"{name}-"
         unet = GleSamTrainConfig(output=str(work / f"{prefix}unet"), stage="unet", sam_checkpoint=str(checkpoint), lr=UNET_LR,
-                                 warmup=UNET_WARMUP, max_steps=steps, seed=0, **common)
+                                 warmup=UNET_WARMUP, max_steps=unet_steps if trained else 0, seed=0, objective=objective, **common)
         decoder = GleSamTrainConfig(output=str(work / f"{prefix}decoder"), stage="decoder", checkpoint=str(train_glesam(unet)),
                                     lr=DECODER_LR, max_steps=decoder_steps, seed=1, **common)
         finals[name] = train_glesam(decoder)
@@ -120,7 +124,8 @@ def winner_lines(results: dict[tuple[str, str], Path]) -> list[str]:
         best = max(degrade, key=degrade.get)
         lines.append(f"- {label}, {prompt}: best on LQ-1..3 is **{best}** ({degrade[best]:.3f}); GleSAM - SAM "
                      f"{degrade['glesam'] - degrade['sam']:+.3f}, GleSAM - RobustSAM {degrade['glesam'] - degrade['robustsam']:+.3f}, "
-                     f"GleSAM - no-enhancer (the enhancer's own share) {degrade['glesam'] - degrade['no-enhancer']:+.3f}.")
+                     f"GleSAM - no-enhancer (the enhancer's own share) {degrade['glesam'] - degrade['no-enhancer']:+.3f}, "
+                     f"released objective - MSE only {degrade['glesam'] - degrade['glesam-mse']:+.3f}.")
     return lines
 
 
@@ -140,8 +145,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     checkpoint = DEFAULT_CHECKPOINT if is_default_name(args.checkpoint) else Path(args.checkpoint)
     started, cpu_started = time.perf_counter(), time.process_time()
     finals, configs = train_stages(checkpoint, args.work, args.unet_steps, args.decoder_steps, args.batch_size)
-    unet_log = log_summary(args.work / "unet", ("mse", "mse_input"))
+    unet_log = log_summary(args.work / "unet", ("mse", "mse_input", "dm", "gen_gan", "fake_score", "classifier"))
+    mse_log = log_summary(args.work / "glesam-mse-unet", ("mse", "mse_input"))
     decoder_log = log_summary(args.work / "decoder", ("focal", "dice"))
+    mse_decoder_log = log_summary(args.work / "glesam-mse-decoder", ("focal", "dice"))
     control_log = log_summary(args.work / "no-enhancer-decoder", ("focal", "dice"))
 
     sets = ((PHOTOS, "held-out photographs"), (HELD_OUT_STYLES[0], f"synthetic, {HELD_OUT_STYLES[0]} style (never trained on)"))
@@ -155,7 +162,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             out = args.work / f"eval-{style}-{prompt}"
             commands.append(run(["eval", "--split", "custom", "--data", str(layout), "--prompt", prompt, "--out", str(out),
                                  "--model", f"sam={args.checkpoint}:sam", "--model", f"robustsam={args.checkpoint}",
-                                 "--model", f"no-enhancer={finals['no-enhancer']}", "--model", f"glesam={finals['glesam']}"]))
+                                 "--model", f"no-enhancer={finals['no-enhancer']}", "--model", f"glesam-mse={finals['glesam-mse']}",
+                                 "--model", f"glesam={finals['glesam']}"]))
             results[(title, prompt)] = out / "results.json"
             summary.extend(summary_rows(out / "results.json", title, prompt))
             sections.append(f"### {title}, {prompt} prompts\n\n{(out / 'results.md').read_text().strip()}\n")
@@ -174,20 +182,28 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"Produced by `{command}` on {date.today()} ({cpu_minutes:.0f} CPU minutes on one thread, {minutes:.0f} minutes wall",
         f"on a shared machine; work folder `{shown(args.work)}`), on",
         f"the built-in model `{shown(checkpoint)}`. `sam` is its SAM decoder path, `robustsam` its robust path,",
-        "`glesam` GleSAM trained on top of that same frozen tiny SAM, and `no-enhancer` the control: GleSAM's",
-        "decoder stage alone, on an enhancer held at its start (the identity), which shows how much of GleSAM's",
-        "gain the enhancer itself brings rather than fine-tuning SAM's decoder on degraded scenes. This is the",
-        "method in miniature, not the paper's numbers: GleSAM's enhancer is a LoRA on a pretrained Stable",
-        f"Diffusion U-Net (865M parameters) trained 100k steps with DMD; here a {UNET_WIDTH}-wide U-Net from scratch",
-        "learns in a few hundred CPU steps with the MSE term only (see README, \"GleSAM\", for every difference).\n",
+        "`glesam` GleSAM trained on top of that same frozen tiny SAM with the released stage-one objective (MSE +",
+        "distribution matching + GAN, a fake-score U-Net beside it, the generator updating on every 5th",
+        "iteration), `glesam-mse` the same with the MSE term alone, every iteration, and `no-enhancer` the",
+        "control: GleSAM's decoder stage alone, on an enhancer held at its start (the identity), which shows how",
+        "much of GleSAM's gain the enhancer itself brings rather than fine-tuning SAM's decoder on degraded",
+        "scenes. This is the method in miniature, not the paper's numbers: GleSAM's enhancer is a LoRA on a",
+        f"pretrained Stable Diffusion U-Net (865M parameters) trained 100k iterations; here a {UNET_WIDTH}-wide U-Net",
+        "from scratch learns in a few hundred CPU iterations, and its real score is that U-Net's random start",
+        "(see README, \"GleSAM\", for what the terms mean there and every other difference).\n",
         "## Training\n",
         "| stage | data | steps | batch | lr | wall seconds | last 10 logs |",
         "|---|---|---|---|---|---|---|",
-        f"| unet (small U-Net from scratch, timestep {configs[0].timestep}, feature weight {configs[0].feature_weight:g}) | `{TRAIN_DATA}` + LQSeg training chain | "
+        f"| unet, released objective (small U-Net from scratch, timestep {configs[0].timestep}, feature weight {configs[0].feature_weight:g}) | `{TRAIN_DATA}` + LQSeg training chain | "
         f"{unet_log['step']} | {args.batch_size} | {UNET_LR:g} (warmup {UNET_WARMUP}) | {unet_log['seconds']:.0f} | "
-        f"MSE {unet_log['mse']:.4f} vs {unet_log['mse_input']:.4f} doing nothing (ratio {unet_log['mse'] / unet_log['mse_input']:.3f}) |",
+        f"MSE {unet_log['mse']:.4f} vs {unet_log['mse_input']:.4f} doing nothing (ratio {unet_log['mse'] / unet_log['mse_input']:.3f}); "
+        f"DM {unet_log['dm']:.2e}, GAN {unet_log['gen_gan']:.4f}, fake score {unet_log['fake_score']:.4f}, classifier {unet_log['classifier']:.4f} |",
+        f"| unet, MSE only (`glesam-mse`) | same | {mse_log['step']} | {args.batch_size} | {UNET_LR:g} (warmup {UNET_WARMUP}) | "
+        f"{mse_log['seconds']:.0f} | MSE {mse_log['mse']:.4f} vs {mse_log['mse_input']:.4f} (ratio {mse_log['mse'] / mse_log['mse_input']:.3f}) |",
         f"| decoder (SAM's decoder but its IoU head, point prompts) | same | {decoder_log['step']} | {args.batch_size} | {DECODER_LR:g} | "
         f"{decoder_log['seconds']:.0f} | focal {decoder_log['focal']:.4f}, Dice {decoder_log['dice']:.4f} |",
+        f"| decoder on `glesam-mse` | same | {mse_decoder_log['step']} | {args.batch_size} | {DECODER_LR:g} | "
+        f"{mse_decoder_log['seconds']:.0f} | focal {mse_decoder_log['focal']:.4f}, Dice {mse_decoder_log['dice']:.4f} |",
         f"| control: decoder alone, enhancer at its start (`no-enhancer`) | same | {control_log['step']} | {args.batch_size} | "
         f"{DECODER_LR:g} | {control_log['seconds']:.0f} | focal {control_log['focal']:.4f}, Dice {control_log['dice']:.4f} |\n",
         "## Summary: IoU per condition\n",

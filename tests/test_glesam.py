@@ -155,7 +155,7 @@ def test_released_weights_map_onto_glesam_and_run_as_a_checkpoint(sam, tmp_path:
     from safetensors.torch import save_file
 
     pipeline = _tiny_sd_pipeline(tmp_path / "sd")
-    trained = build_enhancer(sam, unet=pipeline / "unet", lora_rank=4)
+    trained = build_enhancer(sam, unet=pipeline / "unet", lora_rank=4, zero_context=True)
     generator = torch.Generator().manual_seed(1)
     for name, parameter in trained.unet.named_parameters():
         if ".lora_" in name:
@@ -181,6 +181,17 @@ def test_released_weights_map_onto_glesam_and_run_as_a_checkpoint(sam, tmp_path:
     reopened = open_predictor(tmp_path / "released.pth")
     assert isinstance(reopened, GleSamPredictor)
     assert torch.equal(reopened.glesam.enhancer.context, model.enhancer.context)
+    # the SD 1.5 release's feature weight (its demo's --feat_weight 3) by default, recorded in the checkpoint
+    assert torch.load(tmp_path / "released.pth", weights_only=True)["glesam"]["feature_weight"] == 3.0
+    assert reopened.glesam.enhancer.feature_weight == 3.0
+    files = (tmp_path / "pytorch_lora_weights.safetensors", tmp_path / "epoch_last.pth")
+    assert from_released(DEFAULT_CHECKPOINT, pipeline, *files, feature_weight=5).enhancer.feature_weight == 5.0
+
+    # a bare U-Net folder lacks the CLIP context the LoRA was trained with: refused unless the zero token is asked for
+    with pytest.raises(CheckpointError, match=r"unet: a bare U-Net has no CLIP context.*pipeline folder holding unet/, tokenizer/ and text_encoder/"):
+        from_released(DEFAULT_CHECKPOINT, pipeline / "unet", *files)
+    zero = from_released(DEFAULT_CHECKPOINT, pipeline / "unet", *files, zero_context=True)
+    assert zero.enhancer.context.shape == (1, 1, 32) and not zero.enhancer.context.any()
 
     wrong = {key: value[:2] if key.endswith("lora_A.weight") else value for key, value in released.items()}
     save_file(wrong, tmp_path / "wrong_rank.safetensors")

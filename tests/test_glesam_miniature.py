@@ -27,13 +27,18 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.mark.slow
 def test_every_arm_is_trained_and_scored(tmp_path: Path) -> None:
     work, report = tmp_path / "work", tmp_path / "glesam.md"
-    glesam_miniature.main(["--unet-steps", "2", "--decoder-steps", "2", "--batch-size", "2", "--count", "1",
+    # 6 iterations: the released objective's generator first moves at iteration 5
+    glesam_miniature.main(["--unet-steps", "6", "--decoder-steps", "2", "--batch-size", "2", "--count", "1",
                            "--timing-repeats", "1", "--work", str(work), "--report", str(report)])
-    for stage in ("unet", "decoder"):
-        logs = [json.loads(line) for line in (work / stage / "log.jsonl").read_text().splitlines()]
-        assert logs[-1]["step"] == 2 and logs[-1]["stage"] == stage
+    for prefix in ("", "glesam-mse-"):
+        for stage, steps in (("unet", 6), ("decoder", 2)):
+            logs = [json.loads(line) for line in (work / f"{prefix}{stage}" / "log.jsonl").read_text().splitlines()]
+            assert logs[-1]["step"] == steps and logs[-1]["stage"] == stage
+        enhanced = load_glesam(work / f"{prefix}decoder" / "final.pth")
+        assert enhanced.enhancer.unet.conv_out.base_layer.weight.abs().sum() > 0, f"{prefix}unet left the U-Net's output at its zero start"
+    first = {folder: json.loads((work / folder / "log.jsonl").read_text().splitlines()[0]) for folder in ("unet", "glesam-mse-unet")}
+    assert "dm" in first["unet"] and "dm" not in first["glesam-mse-unet"]
     glesam, sam = load_glesam(work / "decoder" / "final.pth"), build_robustsam(None, DEFAULT_CHECKPOINT)
-    assert glesam.enhancer.unet.conv_out.base_layer.weight.abs().sum() > 0, "stage unet left the U-Net's output at its zero start"
     assert not torch.equal(glesam.sam.mask_decoder.output_upscaling[0].weight, sam.mask_decoder.output_upscaling[0].weight), \
         "stage decoder left SAM's decoder as it was"
 

@@ -3,14 +3,16 @@
 
 stage "unet": the enhancer's trainable weights (LoRA rank 8, alpha 8 on a pretrained SD U-Net; every
 U-Net weight for a small U-Net from scratch, which has no pretrained base to keep) learn to map the
-LQSeg-degraded image's embedding to the clear image's in one step at timestep 1: MSE between x0 and
-feature_weight * HQ embedding (the released `loss_spatial`, weight 1), AdamW (lr 1e-4, weight decay
-0.01), constant learning rate after a 500-step linear warmup, gradient norm clipped at 10. Training
-images get LQSeg's training chain with the rate drawn per sample from (1, 2, 3, 3, 4, 4, 4, 4).
-Not implemented, on purpose: the released stage adds DMD distribution matching (`loss_dm`, weight 1)
-and a diffusion-GAN classifier loss (weight 5e-3) from a second, "fake score" LoRA U-Net trained
-alongside (which is why its generator updates only every 5th step); here the MSE alone trains the
-enhancer, every step. Without a pretrained "real score" U-Net those terms have nothing to match.
+LQSeg-degraded image's embedding to the clear image's in one step at timestep 1. The released objective
+(`objective="released"`, train.glesam_guidance): each iteration the guidance update trains a "fake
+score" U-Net (its own LoRA) to denoise the generator's outputs plus 1e-2 x a diffusion-GAN classifier on
+its bottleneck; every 5th iteration (0, 5, 10, ...) the generator updates on MSE between x0 and
+feature_weight * HQ embedding (the released `loss_spatial`, weight 1) + distribution matching against
+the frozen "real score" U-Net (weight 1) + 5e-3 x the GAN term. AdamW (lr 1e-4, weight decay 0.01) for
+each, constant learning rate after a 500-iteration linear warmup (both schedules count iterations),
+gradient norms clipped at 10. `objective="mse"` trains on the MSE alone, every iteration. Training
+images (resized to 512, SAM upsamples them to its input) get LQSeg's training chain as the released
+loader runs it, the rate drawn per sample from (1, 2, 3, 3, 4, 4, 4, 4).
 stage "decoder": the enhancer frozen, SAM's mask decoder (all but its IoU head, as in the released
 `SamJoint`) fine-tuned on enhanced embeddings of degraded images: Focal (gamma 2, alpha 0.25 on every
 pixel) + Dice (smooth 1e-6), weights 1 and 1, on the low-res logits upsampled to the mask; Adam (lr
@@ -19,8 +21,9 @@ pixel) + Dice (smooth 1e-6), weights 1 and 1, on the low-res logits upsampled to
 Runs follow RobustSAM's rules (train.loop): one process or many under torchrun (DistributedDataParallel
 over the trainable part), each rank's batches from DistributedSampler seeded by the run's seed, every
 batch a pure function of (seed, epoch, index) and its LQSeg draw of (seed, step, rank); `log.jsonl`
-lines, `checkpoint-NNNNNNN.pth` every `save_every` steps and `final.pth`, all GleSAM checkpoints for
-`robustsam segment/eval` that also carry the optimizer, scheduler, step and RNG state for `--resume`.
+lines, `checkpoint-NNNNNNN.pth` every `save_every` steps (iterations) and `final.pth`, all GleSAM
+checkpoints for `robustsam segment/eval` that also carry the optimizers, schedulers, step and RNG state
+(and the fake score's trained weights) for `--resume`.
 """
 
 from __future__ import annotations
@@ -36,24 +39,41 @@ import torch.nn.functional as F
 from diffusers.optimization import get_scheduler
 from torch import nn
 
-from core.degradations.lqseg import LQSEG_RATES, lqseg_training
+from core.degradations.lqseg import LQSEG_CHAINS, LQSEG_RATES, lqseg_training
 from core.errors import InputError
-from core.glesam import PUBLISHED_FEATURE_WEIGHT, PUBLISHED_LORA, PUBLISHED_TIMESTEP, GleSam, build_enhancer, checkpoint_dict, load_glesam
+from core.glesam import (
+    PUBLISHED_FEATURE_WEIGHT,
+    PUBLISHED_LORA,
+    PUBLISHED_TIMESTEP,
+    GleSam,
+    LatentEnhancer,
+    build_enhancer,
+    checkpoint_dict,
+    has_clip_context,
+    load_glesam,
+)
 from core.model import RobustModulesUninitialized, build_robustsam, is_robust_key
 from core.model.default_model import read_amg_defaults
 
 from .config import JsonConfig
 from .data import Batch, make_batch, open_dataset
+from .glesam_guidance import DM_WEIGHT, GENERATOR_EVERY, GENERATOR_GAN_WEIGHT, Guidance
 from .loop import StepReport, TrainingRun, read_training_checkpoint
 from .step import model_input, prompt_embeddings
 
 GLESAM_STAGES = ("unet", "decoder")
+OBJECTIVES = ("released", "mse")
+TEXT_CONTEXTS = ("clip", "zero")
+GLESAM_IMAGE_SIZE = 512  # the released loader's `out_size`: images resized to 512 before degrading
 
 
 @dataclass
 class GleSamTrainConfig(JsonConfig):
     """One GleSAM run. `level` None draws LQSeg's training rates per sample, 1..3 fixes LQ-1..LQ-3;
-    `unet` is a Stable Diffusion U-Net on disk (None: a small random U-Net of `width`)."""
+    `lqseg_chain` "released" or "yaml" (core.degradations.lqseg); `unet` is a Stable Diffusion U-Net on
+    disk (None: a small random U-Net of `width`), conditioned on CLIP's embedding of "" from its pipeline
+    folder (`text_context` "clip") or, asked for explicitly, on a zero token ("zero"); `objective`
+    "released" (MSE + distribution matching + GAN, with the guidance networks) or "mse"."""
 
     data: str
     output: str
@@ -66,8 +86,11 @@ class GleSamTrainConfig(JsonConfig):
     lora_alpha: float = PUBLISHED_LORA["alpha"]
     feature_weight: float = PUBLISHED_FEATURE_WEIGHT
     timestep: int = PUBLISHED_TIMESTEP
-    image_size: int = 128
+    image_size: int = GLESAM_IMAGE_SIZE
     level: Optional[int] = None
+    lqseg_chain: str = "released"
+    objective: str = "released"
+    text_context: str = "clip"
     prompt: str = "points"
     num_points: int = 3
     lr: float = 1e-4
@@ -92,6 +115,15 @@ def check_glesam_config(config: GleSamTrainConfig) -> None:
         raise InputError(f"--stage: GleSAM trains in stages {', '.join(GLESAM_STAGES)}, not {config.stage!r}")
     if config.stage == "decoder" and config.checkpoint is None:
         raise InputError("--checkpoint: stage decoder needs the GleSAM checkpoint of stage unet")
+    if config.objective not in OBJECTIVES:
+        raise InputError(f"objective: {', '.join(OBJECTIVES)}, not {config.objective!r}")
+    if config.text_context not in TEXT_CONTEXTS:
+        raise InputError(f"--text-context: {', '.join(TEXT_CONTEXTS)}, not {config.text_context!r}")
+    if config.lqseg_chain not in LQSEG_CHAINS:
+        raise InputError(f"--lqseg-chain: {', '.join(LQSEG_CHAINS)}, not {config.lqseg_chain!r}")
+    if config.stage == "unet" and config.unet is not None and config.text_context == "clip" and not has_clip_context(config.unet):
+        raise InputError(f"--unet {config.unet}: a bare U-Net has no CLIP context (GleSAM conditions on CLIP's embedding "
+                         f"of \"\"): give the SD pipeline folder holding unet/, tokenizer/ and text_encoder/, or --text-context zero")
     if config.level is not None and config.level not in LQSEG_RATES:
         raise InputError(f"--level: LQSeg levels are 1..3, got {config.level}")
     if config.prompt not in ("points", "box"):
@@ -110,7 +142,8 @@ def build_glesam(config: GleSamTrainConfig) -> GleSam:
         warnings.simplefilter("ignore", RobustModulesUninitialized)
         sam = build_robustsam(None, config.sam_checkpoint)
     enhancer = build_enhancer(sam, unet=config.unet, width=config.width, lora_rank=config.lora_rank,
-                              lora_alpha=config.lora_alpha, feature_weight=config.feature_weight, timestep=config.timestep)
+                              lora_alpha=config.lora_alpha, feature_weight=config.feature_weight, timestep=config.timestep,
+                              zero_context=config.text_context == "zero")
     if config.unet is None:
         enhancer.unet.requires_grad_(True)  # nothing pretrained to preserve: the whole small U-Net learns
     return GleSam(sam, enhancer)
@@ -181,7 +214,28 @@ class GleSamStep(nn.Module):
         return {"loss": focal + dice, "focal": focal, "dice": dice}
 
 
+class GeneratorStep(nn.Module):
+    """The generator update's objective of the released stage one, as a module so that
+    DistributedDataParallel can wrap it: LQ and HQ embeddings (B, D, h, w) -> {"loss": MSE + DM_WEIGHT dm
+    + GENERATOR_GAN_WEIGHT gen_gan, and its parts; "generated": the detached x0 for the guidance update}.
+    The guidance networks are held outside the module tree: wrapping this syncs the generator's gradients only."""
+
+    def __init__(self, enhancer: LatentEnhancer, guidance: Guidance) -> None:
+        super().__init__()
+        self.enhancer = enhancer
+        self._guidance = (guidance,)
+
+    def forward(self, low: torch.Tensor, high: torch.Tensor) -> dict[str, torch.Tensor]:
+        guidance, weight = self._guidance[0], self.enhancer.feature_weight
+        generated = self.enhancer.scaled_x0(low)
+        mse = F.mse_loss(generated, high * weight)
+        dm, gen_gan = guidance.distribution_matching(generated), guidance.generator_gan(generated)
+        return {"loss": mse + DM_WEIGHT * dm + GENERATOR_GAN_WEIGHT * gen_gan, "mse": mse, "dm": dm, "gen_gan": gen_gan,
+                "mse_input": F.mse_loss(low, high) * weight**2, "generated": generated.detach()}
+
+
 GLESAM_CHECKPOINT_KEYS = ("glesam", "sam", "unet")
+GUIDANCE_KEYS = ("guidance", "guidance_optimizer", "guidance_scheduler")
 
 
 class GleSamTrainer(TrainingRun):
@@ -193,6 +247,10 @@ class GleSamTrainer(TrainingRun):
         saved = read_training_checkpoint(resume, GLESAM_CHECKPOINT_KEYS, "a GleSAM run") if resume is not None else None
         if saved is not None and saved.get("config", {}).get("stage") != config.stage:
             raise InputError(f"{resume}: not a checkpoint of GleSAM's stage {config.stage}")
+        self.released = config.stage == "unet" and config.objective == "released"
+        if saved is not None and self.released != all(key in saved for key in GUIDANCE_KEYS):
+            trained = "the released objective" if not self.released else "the MSE-only objective"
+            raise InputError(f"{resume}: a run of {trained} (resume it with the objective it was trained with)")
         super().__init__(config)
         self.samples = open_dataset(config.data, split="train", image_dir=None, size=config.image_size)
         self.model = build_glesam(config)
@@ -202,7 +260,12 @@ class GleSamTrainer(TrainingRun):
         self.parameters = [p for _, p in glesam_trainable(self.model, config.stage)]
         self.model.to(self.device)
         self.model.eval()  # SAM and the U-Net have no batch statistics; dropout stays off as published (0)
-        self.step_module = self.dist.wrap(GleSamStep(self.model, config.stage, config.image_size))
+        self.guidance: Optional[Guidance] = None
+        self.generator_logs: dict[str, float] = {}
+        if self.released:
+            self._build_guidance()
+        else:
+            self.step_module = self.dist.wrap(GleSamStep(self.model, config.stage, config.image_size))
         if config.stage == "unet":
             self.optimizer = torch.optim.AdamW(self.parameters, lr=config.lr, weight_decay=0.01)
             self.scheduler = get_scheduler("constant_with_warmup", self.optimizer, num_warmup_steps=config.warmup)
@@ -213,15 +276,49 @@ class GleSamTrainer(TrainingRun):
         if saved is not None:
             self.load(resume, saved)
 
+    def _build_guidance(self) -> None:
+        """The released objective's real and fake score U-Nets and classifier (from the generator at its
+        start), the generator's and their DDP-wrapped objectives, and the guidance optimizer and schedule."""
+        config = self.config
+        self.guidance = Guidance(self.model.enhancer, self.model.sam.config.embedding_size, self.model.enhancer.train_base)
+        self.guidance.requires_grad_(False)
+        self.guidance_parameters = [p for _, p in self.guidance.trainable()]
+        for parameter in self.guidance_parameters:
+            parameter.requires_grad_(True)
+        self.guidance.to(self.device).eval()
+        self.generator_module = self.dist.wrap(GeneratorStep(self.model.enhancer, self.guidance))
+        self.guidance_module = self.dist.wrap(self.guidance)
+        self.guidance_optimizer = torch.optim.AdamW(self.guidance_parameters, lr=config.lr, weight_decay=0.01)
+        self.guidance_scheduler = get_scheduler("constant_with_warmup", self.guidance_optimizer, num_warmup_steps=config.warmup)
+
     def model_state(self) -> dict[str, Any]:
-        return checkpoint_dict(self.model, unet_source=self.config.unet, amg_defaults=self.amg_defaults)
+        state = checkpoint_dict(self.model, unet_source=self.config.unet, amg_defaults=self.amg_defaults)
+        if self.guidance is not None:
+            state.update(guidance=self.guidance.fake_state(), generator_logs=dict(self.generator_logs))
+        return state
 
     def load_model_state(self, saved: dict[str, Any], path: str) -> None:
         try:
             self.model.sam.load_state_dict(saved["sam"])
             self.model.enhancer.unet.load_state_dict(saved["unet"], strict=False)
+            if self.guidance is not None:
+                self.guidance.load_state_dict(saved["guidance"], strict=False)
+                self.generator_logs = dict(saved.get("generator_logs", {}))
         except RuntimeError as error:  # another SAM size, U-Net or LoRA rank than this run's
             raise InputError(f"{path}: its weights do not fit this run's model ({str(error).splitlines()[0]})") from None
+
+    def state(self) -> dict[str, Any]:
+        state = super().state()
+        if self.guidance is not None:
+            state.update(guidance_optimizer=self.guidance_optimizer.state_dict(),
+                         guidance_scheduler=self.guidance_scheduler.state_dict())
+        return state
+
+    def load(self, path: str, saved: dict[str, Any]) -> None:
+        super().load(path, saved)
+        if self.guidance is not None:
+            self.guidance_optimizer.load_state_dict(saved["guidance_optimizer"])
+            self.guidance_scheduler.load_state_dict(saved["guidance_scheduler"])
 
     def batch(self, step: int) -> tuple[Batch, torch.Tensor]:
         """This rank's batch of optimizer step `step`: clear images, their LQSeg versions, masks and prompts."""
@@ -232,9 +329,47 @@ class GleSamTrainer(TrainingRun):
                            size=config.image_size, prompt=config.prompt, num_points=config.num_points,
                            degrade_online=False, level=3, device=self.device)
         seed = int(np.random.default_rng([config.seed, step, 16, self.dist.rank]).integers(2**62))
-        return batch, lqseg_training(batch.clear, torch.Generator().manual_seed(seed), level=config.level)
+        return batch, lqseg_training(batch.clear, torch.Generator().manual_seed(seed), level=config.level,
+                                     chain=config.lqseg_chain)
+
+    def released_step(self) -> dict[str, float]:
+        """One iteration of the released stage one: the generator's update on every GENERATOR_EVERY-th
+        iteration (its terms logged with `generator_step`, the step they were computed at, until the
+        next one), the guidance update on every iteration; both schedules step every iteration."""
+        batch, degraded = self.batch(self.step)
+        sam, enhancer = self.model.sam, self.model.enhancer
+        low = self.model.encode(model_input(sam, degraded))
+        high = self.model.encode(model_input(sam, batch.clear))
+        if self.step % GENERATOR_EVERY == 0:
+            for parameter in self.guidance_parameters:  # the generator's loss reaches no guidance weight
+                parameter.requires_grad_(False)
+            losses = self.generator_module(low, high)
+            self.optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.parameters, 10.0))
+            self.optimizer.step()
+            for parameter in self.guidance_parameters:
+                parameter.requires_grad_(True)
+            generated = losses.pop("generated")
+            self.generator_logs = {key: float(value.detach()) for key, value in losses.items()}
+            self.generator_logs.update(grad_norm=grad_norm, generator_step=self.step + 1)
+        else:
+            with torch.no_grad():
+                generated = enhancer.scaled_x0(low)
+        self.scheduler.step()
+        terms = self.guidance_module(generated, high * enhancer.feature_weight)
+        self.guidance_optimizer.zero_grad(set_to_none=True)
+        terms["guidance_loss"].backward()
+        logs = {key: float(value.detach()) for key, value in terms.items()}
+        logs["guidance_grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.guidance_parameters, 10.0))
+        self.guidance_optimizer.step()
+        self.guidance_scheduler.step()
+        self.step += 1
+        return {**self.generator_logs, **logs}
 
     def train_step(self) -> dict[str, float]:
+        if self.released:
+            return self.released_step()
         batch, degraded = self.batch(self.step)
         losses = self.step_module(batch.clear, degraded, batch.masks, batch.points, batch.boxes)
         self.optimizer.zero_grad(set_to_none=True)

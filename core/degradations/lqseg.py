@@ -13,6 +13,12 @@ Test sets (`lqseg`, levels 1..3) use the first resize of make_paired_data_guo.py
 keep 0.1, scale 0.15-1.5); training (`lqseg_training`) that of the training yaml (0.1 / 0.2 / 0.7,
 0.5-1.5) and draws the rate per sample from (1, 2, 3, 3, 4, 4, 4, 4).
 
+Training chains (`LQSEG_CHAINS`): "released", the default, is the chain as the released loader executes
+it: its second blur applies the first stage's kernel again (the loader draws a second kernel from the
+YAML's second-stage settings, sigma 0.2-1.5, and never uses it) and the result is rounded to 8 bits at
+the end; that is what GleSAM's published models were trained on. "yaml" is the YAML's intent: the second
+blur draws its own kernel (sigma 0.2-1.5, sinc with p 0.1); the same 8-bit rounding.
+
 Differences, on purpose: the result keeps the input's size (make_paired_data_guo.py writes 512 x 512
 whatever the input; masks here must match the image); the clear image is not USM-sharpened first
 (the test-set script does, the training loader does not); JPEG is `codec.jpeg` (libjpeg's tables,
@@ -38,6 +44,7 @@ GRAY_NOISE_PROBABILITY = 0.4
 GAUSSIAN_PROBABILITY = 0.5
 SECOND_BLUR_PROBABILITY = 0.8
 FINAL_SINC_PROBABILITY = 0.8
+LQSEG_CHAINS = ("released", "yaml")
 
 
 @dataclass(frozen=True)
@@ -63,16 +70,20 @@ def _jpeg(image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return jpeg(image.clamp(0, 1), torch.tensor([quality], device=image.device)).clamp(0, 1)
 
 
-def _chain(image: torch.Tensor, generator: torch.Generator, rate: int, first_resize: ResizeStep) -> torch.Tensor:
-    """One (1, 3, H, W) image through the second-order chain with downsampling `rate`."""
+def _chain(image: torch.Tensor, generator: torch.Generator, rate: int, first_resize: ResizeStep,
+           chain: Optional[str] = None) -> torch.Tensor:
+    """One (1, 3, H, W) image through the second-order chain with downsampling `rate`. `chain` None is the
+    test-set chain; "released" / "yaml" the training chains (see the module's docstring)."""
     height, width = image.shape[-2:]
-    out = filter_image(image, blur_kernel(generator, (0.2, 3.0)))
+    first_kernel = blur_kernel(generator, (0.2, 3.0))
+    out = filter_image(image, first_kernel)
     scale = first_resize.draw(generator)
     out = resize(out, (int(height * scale), int(width * scale)), pick(generator, RESIZE_MODES))
     out = add_noise(out, generator, GAUSSIAN_PROBABILITY, (1.0, 30.0), (0.05, 3.0), GRAY_NOISE_PROBABILITY)
     out = _jpeg(out, generator)
 
-    kernel = blur_kernel(generator, (0.2, 1.5))
+    second_kernel = blur_kernel(generator, (0.2, 1.5))  # drawn by every chain, as the released loader draws it
+    kernel = first_kernel if chain == "released" else second_kernel
     if unit(generator) < SECOND_BLUR_PROBABILITY:
         out = filter_image(out, kernel)
     scale = SECOND_RESIZE.draw(generator)
@@ -88,17 +99,20 @@ def _chain(image: torch.Tensor, generator: torch.Generator, rate: int, first_res
         out = filter_image(out, sinc)
     if not jpeg_first:
         out = _jpeg(out, generator)
-    return out.clamp(0, 1)
+    out = out.clamp(0, 1)
+    # the training loader's last step: `np.clip((out * 255.0).round(), 0, 255) / 255.`
+    return out if chain is None else (out * 255).round() / 255
 
 
-def _run(images: torch.Tensor, generator: GeneratorArg, rates: Optional[int], first_resize: ResizeStep) -> torch.Tensor:
+def _run(images: torch.Tensor, generator: GeneratorArg, rates: Optional[int], first_resize: ResizeStep,
+         chain: Optional[str] = None) -> torch.Tensor:
     check_images(images)
     generators = resolve_generators(generator, images.shape[0])
     work = working_copy(images)
     out = []
     for i, sample_generator in enumerate(generators):
         rate = rates if rates is not None else pick(sample_generator, TRAINING_RATES)
-        out.append(_chain(work[i : i + 1], sample_generator, rate, first_resize))
+        out.append(_chain(work[i : i + 1], sample_generator, rate, first_resize, chain))
     return torch.cat(out).to(images.dtype)
 
 
@@ -113,8 +127,12 @@ def lqseg(images: torch.Tensor, level: int, generator: GeneratorArg = None) -> t
     return _run(images, generator, LQSEG_RATES[level], TEST_FIRST_RESIZE)
 
 
-def lqseg_training(images: torch.Tensor, generator: GeneratorArg = None, level: Optional[int] = None) -> torch.Tensor:
-    """LQSeg's training chain: the rate drawn per sample from TRAINING_RATES, or that of `level` (1..3)."""
+def lqseg_training(images: torch.Tensor, generator: GeneratorArg = None, level: Optional[int] = None,
+                   chain: str = "released") -> torch.Tensor:
+    """LQSeg's training chain (`chain` "released": as GleSAM's loader runs it; "yaml": its YAML's second
+    kernel), the rate drawn per sample from TRAINING_RATES, or that of `level` (1..3)."""
     if level is not None and level not in LQSEG_RATES:
         raise ValueError(f"lqseg has levels 1..3 (LQ-1..LQ-3), got {level}")
-    return _run(images, generator, None if level is None else LQSEG_RATES[level], TRAIN_FIRST_RESIZE)
+    if chain not in LQSEG_CHAINS:
+        raise ValueError(f"LQSeg training chains are {', '.join(LQSEG_CHAINS)}, not {chain!r}")
+    return _run(images, generator, None if level is None else LQSEG_RATES[level], TRAIN_FIRST_RESIZE, chain)

@@ -3,7 +3,13 @@ LoRA-adapted diffusion U-Net (one denoising step), then SAM's fine-tuned decoder
 extra (diffusers, peft); `core.inference.open_predictor` opens GleSAM checkpoints like any other
 (as a `core.inference.GleSamPredictor`)."""
 
-from .enhancer import PUBLISHED_FEATURE_WEIGHT, PUBLISHED_TIMESTEP, LatentEnhancer, sd_alphas_cumprod
+from .enhancer import (
+    PUBLISHED_FEATURE_WEIGHT,
+    PUBLISHED_TIMESTEP,
+    RELEASED_FEATURE_WEIGHT,
+    LatentEnhancer,
+    sd_alphas_cumprod,
+)
 from .model import (
     GleSam,
     build_enhancer,
@@ -18,7 +24,10 @@ from .unet import (
     LORA_TARGETS,
     PUBLISHED_LORA,
     add_lora,
+    bottleneck,
+    bottleneck_size,
     expand_channels,
+    has_clip_context,
     load_lora_weights,
     load_sd_unet,
     released_lora_to_peft,
@@ -31,12 +40,16 @@ __all__ = [
     "PUBLISHED_FEATURE_WEIGHT",
     "PUBLISHED_LORA",
     "PUBLISHED_TIMESTEP",
+    "RELEASED_FEATURE_WEIGHT",
     "GleSam",
     "LatentEnhancer",
     "add_lora",
+    "bottleneck",
+    "bottleneck_size",
     "build_enhancer",
     "checkpoint_dict",
     "expand_channels",
+    "has_clip_context",
     "from_released",
     "glesam_from_content",
     "is_glesam_checkpoint",

@@ -12,8 +12,11 @@ from torch import nn
 # The timestep the one step is conditioned on: GleSAM's training scripts pass `--conditioning_timestep 1`
 # (the argparse default of 999 is overridden in every released script, train and demo alike).
 PUBLISHED_TIMESTEP = 1
-# The README's example scale of SAM's embedding before the U-Net (`--feat_weight 5`).
+# The README's example scale of SAM's embedding before the U-Net (`--feat_weight 5`): the training default.
 PUBLISHED_FEATURE_WEIGHT = 5.0
+# The scale the released SD 1.5 LoRA runs with: `train_scripts/demo.sh` loads
+# `trained_models/sd1.5/pytorch_lora_weights.safetensors` with `--feat_weight 3`.
+RELEASED_FEATURE_WEIGHT = 3.0
 
 
 def sd_alphas_cumprod() -> torch.Tensor:

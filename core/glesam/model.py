@@ -24,7 +24,7 @@ from ..model.checkpoint import (
 from ..model.config import MODEL_CONFIGS, get_config
 from ..model.default_model import AMG_DEFAULTS_KEY
 from ..model.robustsam import RobustSam
-from .enhancer import PUBLISHED_FEATURE_WEIGHT, PUBLISHED_TIMESTEP, LatentEnhancer
+from .enhancer import PUBLISHED_FEATURE_WEIGHT, PUBLISHED_TIMESTEP, RELEASED_FEATURE_WEIGHT, LatentEnhancer
 from .unet import (
     PUBLISHED_LORA,
     add_lora,
@@ -39,10 +39,14 @@ from .unet import (
 
 def build_enhancer(sam: RobustSam, *, unet: Optional[str | os.PathLike] = None, width: int = 32,
                    lora_rank: int = PUBLISHED_LORA["rank"], lora_alpha: float = PUBLISHED_LORA["alpha"],
-                   feature_weight: float = PUBLISHED_FEATURE_WEIGHT, timestep: int = PUBLISHED_TIMESTEP) -> LatentEnhancer:
+                   feature_weight: float = PUBLISHED_FEATURE_WEIGHT, timestep: int = PUBLISHED_TIMESTEP,
+                   zero_context: bool = False) -> LatentEnhancer:
     """The enhancer for `sam`'s embedding: the SD U-Net at `unet` (a diffusers folder or single file; a
     pipeline folder also gives the empty-prompt CLIP context) or, without it, a small random U-Net of
-    `width` whose output layer starts at zero; widened to the embedding's channels, base frozen, LoRA added."""
+    `width` whose output layer starts at zero; widened to the embedding's channels, base frozen, LoRA added.
+
+    An SD U-Net conditions on the CLIP embedding of "" (GleSAM's condition), so a bare U-Net without its
+    pipeline folder is refused (CheckpointError) unless `zero_context` asks for the zero token instead."""
     channels = sam.config.prompt_embed_dim
     if unet is None:
         base, context = unet_from_config(small_unet_config(sample_size=sam.config.embedding_size, width=width)), None
@@ -50,7 +54,11 @@ def build_enhancer(sam: RobustSam, *, unet: Optional[str | os.PathLike] = None, 
         torch.nn.init.zeros_(base.conv_out.weight)
         torch.nn.init.zeros_(base.conv_out.bias)
     else:
-        base, context = load_sd_unet(unet), text_context(unet)
+        base, context = load_sd_unet(unet), None if zero_context else text_context(unet)
+        if context is None and not zero_context:
+            raise CheckpointError(f"{unet}: a bare U-Net has no CLIP context (GleSAM conditions on CLIP's embedding of \"\"): "
+                                  f"give the Stable Diffusion pipeline folder holding unet/, tokenizer/ and text_encoder/, "
+                                  f"or ask for the zero token explicitly")
     wide = expand_channels(base, channels)
     add_lora(wide, lora_rank, lora_alpha, PUBLISHED_LORA["dropout"])
     enhancer = LatentEnhancer(wide, feature_weight, timestep, context)
@@ -174,11 +182,15 @@ def load_released_decoder(sam: RobustSam, state: dict[str, torch.Tensor], source
 
 
 def from_released(sam_checkpoint: str | os.PathLike, unet: str | os.PathLike, lora: str | os.PathLike,
-                  decoder: str | os.PathLike, *, lora_alpha: float = PUBLISHED_LORA["alpha"],
-                  feature_weight: float = PUBLISHED_FEATURE_WEIGHT, timestep: int = PUBLISHED_TIMESTEP) -> GleSam:
-    """GleSAM from its released files: the SAM checkpoint it was trained on, the SD U-Net (`unet`, a
-    pipeline folder for the CLIP context), the LoRA file (`pytorch_lora_weights.safetensors`, rank read
-    from it; its alpha is not stored, the published 8 by default) and the decoder (`epoch_last.pth`).
+                  decoder: str | os.PathLike, *, feature_weight: float = RELEASED_FEATURE_WEIGHT,
+                  lora_alpha: float = PUBLISHED_LORA["alpha"], timestep: int = PUBLISHED_TIMESTEP,
+                  zero_context: bool = False) -> GleSam:
+    """GleSAM from its released files: the SAM checkpoint it was trained on, the SD pipeline folder (`unet`:
+    its unet/ and the CLIP context from its tokenizer/ and text_encoder/), the LoRA file
+    (`pytorch_lora_weights.safetensors`, rank read from it; its alpha is not stored, the published 8 by
+    default) and the decoder (`epoch_last.pth`). `feature_weight` is the one the LoRA was trained with
+    (3 for the SD 1.5 release, as its demo runs it); the checkpoint records it. A bare U-Net folder or
+    file is refused unless `zero_context` asks for the zero token instead of CLIP's embedding of "".
     `checkpoint_dict(model, unet_source=str(unet))` then writes it as a GleSAM checkpoint."""
     from ..model.build import build_robustsam
 
@@ -190,7 +202,7 @@ def from_released(sam_checkpoint: str | os.PathLike, unet: str | os.PathLike, lo
     if not downs:
         raise CheckpointError(f"{lora}: no `*.lora.down.weight` / `*.lora_A.weight` tensors (not a GleSAM LoRA file)")
     enhancer = build_enhancer(sam, unet=unet, lora_rank=downs[0].shape[0], lora_alpha=lora_alpha,
-                              feature_weight=feature_weight, timestep=timestep)
+                              feature_weight=feature_weight, timestep=timestep, zero_context=zero_context)
     load_lora_weights(enhancer.unet, lora_state, str(lora))
     load_released_decoder(sam, read_state_dict(decoder), str(decoder))
     return GleSam(sam, enhancer).eval()

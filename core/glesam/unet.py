@@ -65,11 +65,17 @@ def load_sd_unet(path: str | os.PathLike) -> UNet2DConditionModel:
     raise CheckpointError(f"{path}: no such U-Net folder or file")
 
 
+def has_clip_context(path: str | os.PathLike) -> bool:
+    """Whether `path` is an SD pipeline folder with the CLIP tokenizer and text encoder GleSAM conditions on."""
+    path = Path(path)
+    return (path / "tokenizer").is_dir() and (path / "text_encoder" / "config.json").is_file()
+
+
 def text_context(path: str | os.PathLike) -> Optional[torch.Tensor]:
     """GleSAM's cross-attention condition, the CLIP embedding of the empty prompt (1, 77, C), from the
     `tokenizer/` and `text_encoder/` of the SD pipeline folder `path`; None when `path` is not such a folder."""
     path = Path(path)
-    if not ((path / "tokenizer").is_dir() and (path / "text_encoder" / "config.json").is_file()):
+    if not has_clip_context(path):
         return None
     from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -149,6 +155,28 @@ def load_lora_weights(unet: UNet2DConditionModel, state: dict[str, torch.Tensor]
                    f"shape mismatch at {sorted(wrong)[:1]}")
         raise CheckpointError(f"{source}: LoRA weights do not fit this U-Net: {problem}")
     unet.load_state_dict(mapped, strict=False)
+
+
+def bottleneck(unet: UNet2DConditionModel, sample: torch.Tensor, timesteps: torch.Tensor,
+               context: torch.Tensor) -> torch.Tensor:
+    """The mid block's output of `unet` on `sample` (B, C, h, w) at `timesteps` (B,), context (B, L, C'):
+    (B, C_mid, h / 2**(down blocks - 1), same): the down path alone, what GleSAM's GAN classifier reads
+    (its `classify_forward` stops there). For SD-style U-Nets (no class or added embeddings)."""
+    emb = unet.time_embedding(unet.get_time_embed(sample=sample, timestep=timesteps))
+    hidden = unet.conv_in(sample)
+    for block in unet.down_blocks:
+        if getattr(block, "has_cross_attention", False):
+            hidden, _ = block(hidden_states=hidden, temb=emb, encoder_hidden_states=context)
+        else:
+            hidden, _ = block(hidden_states=hidden, temb=emb)
+    if getattr(unet.mid_block, "has_cross_attention", False):
+        return unet.mid_block(hidden, emb, encoder_hidden_states=context)
+    return unet.mid_block(hidden, emb)
+
+
+def bottleneck_size(unet: UNet2DConditionModel, sample_size: int) -> int:
+    """The side of `bottleneck`'s output for a `sample_size` input: every down block but the last halves it."""
+    return sample_size // 2 ** (len(unet.config.down_block_types) - 1)
 
 
 def unet_from_config(config: dict[str, Any], dtype: Optional[torch.dtype] = None) -> UNet2DConditionModel:
