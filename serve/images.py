@@ -75,11 +75,12 @@ class ImageFolder:
         return sorted(path.relative_to(self.root).as_posix() for path in list_images(self.root, self.recursive) if self._allowed(path))
 
     def path(self, key: str) -> Path:
-        """The file of `key`; ImageNotFound unless it is a relative path without '..' to an image
-        under the folder (after following links) at the depth the folder is listed."""
+        """The file of `key`; ImageNotFound unless it is a key `keys()` lists: a relative path without
+        '..' to an image under the folder (after following links) at the depth the folder is listed."""
         parts = PurePosixPath(key).parts
-        plain = bool(parts) and "\\" not in key and "\x00" not in key and not key.startswith("/")
-        plain = plain and all(part not in ("..", ".") for part in parts) and (self.recursive or len(parts) == 1)
+        # Only keys as `keys()` spells them: relative, no '..', no '\\', nothing PurePosixPath would tidy.
+        plain = bool(parts) and PurePosixPath(key).as_posix() == key and "\\" not in key and "\x00" not in key
+        plain = plain and not key.startswith("/") and ".." not in parts and (self.recursive or len(parts) == 1)
         path = self.root.joinpath(*parts) if plain else None
         if path is None or not self._allowed(path):
             raise ImageNotFound(f"no image '{key}' in {self.root}")
