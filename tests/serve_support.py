@@ -40,8 +40,9 @@ def workbench(folder: Path, out: Optional[Path], **options: Any) -> Workbench:
 @contextmanager
 def running(bench: Workbench, **options: Any) -> Iterator[BackgroundServer]:
     """The app on `bench` served on a free loopback port while the block runs."""
-    app = create_app(bench, checkpoint="default", replay={"robust": f"robustsam segment {bench.folder.root}",
-                                                          "sam": f"robustsam segment {bench.folder.root} --mode sam"}, **options)
+    command = f"robustsam segment {bench.folder.root}"
+    replay = {"robust": command, "sam": f"{command} --mode sam", "glesam": f"{command} --checkpoint GLESAM"}
+    app = create_app(bench, checkpoint="default", replay=replay, **options)
     with BackgroundServer(app) as server:
         yield server
 

@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 import torch
 
+from core import build_robustsam
 from core.data.prompt_files import Prompt
+from core.glesam import GleSam, build_enhancer, checkpoint_dict
 from core.inference import make_predictor, open_model
 from core.inference.segment import PromptSegmenter
 from core.model.default_model import DEFAULT_CHECKPOINT
@@ -218,6 +220,32 @@ def test_segment_everything_equals_segment_without_prompts(folders, tmp_path):
 def test_openapi_describes_every_route(client):
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/api/info", "/api/images", "/api/image", "/api/embed", "/api/predict", "/api/everything", "/api/prompts", "/api/save"} <= set(paths)
+
+
+@pytest.fixture(scope="module")
+def glesam_checkpoint(tmp_path_factory) -> Path:
+    """A GleSAM checkpoint on the built-in SAM whose decoder is shifted, so its masks differ from SAM's."""
+    sam = build_robustsam(None, DEFAULT_CHECKPOINT)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in sam.mask_decoder.parameters():
+            parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
+    path = tmp_path_factory.mktemp("glesam") / "glesam.pth"
+    torch.save(checkpoint_dict(GleSam(sam, build_enhancer(sam, lora_rank=4))), path)
+    return path
+
+
+def test_glesam_runs_beside_robustsam_and_sam_and_its_saves_replay(folders, glesam_checkpoint, tmp_path):
+    folder, out = folders[0], tmp_path / "out"
+    with running(workbench(folder, out, glesam_checkpoint=glesam_checkpoint)) as server:
+        assert httpx.get(server.url + "/api/info").json()["models"] == ["robust", "sam", "glesam"]
+        masks = {path: rle_mask(httpx.post(server.url + "/api/predict", json={"image": "fog.png", "model": path, "box": BOX},
+                                           timeout=60).json()["mask"]["rle"]) for path in ("sam", "glesam")}
+        saved = httpx.post(server.url + "/api/save", json={"prompts": {"fog.png": [{"box": BOX}]}, "model": "glesam"}, timeout=60)
+    assert saved.status_code == 200 and not np.array_equal(masks["sam"], masks["glesam"])
+    run_cli("segment", str(folder), "--prompts", str(out / "prompts.json"), "-o", str(tmp_path / "replay"), "--checkpoint", str(glesam_checkpoint))
+    assert files(out / "masks") == files(tmp_path / "replay")
+    assert np.array_equal(iio.imread(out / "masks" / "fog" / "0.png") > 127, masks["glesam"])
 
 
 def _start_cli(folder: Path, *args: str) -> tuple[subprocess.Popen, list[str]]:
