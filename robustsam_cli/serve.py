@@ -10,9 +10,9 @@ from typing import Optional
 import click
 
 from core.device import resolve_device
-from core.model.config import MODEL_CONFIGS
 
 from .defaults import checkpoint_or_default, named_checkpoint
+from .options import checkpoint_option, device_option, model_type_option, precision_option, sam_checkpoint_option
 
 
 def _replay_commands(folder: Path, checkpoint: str, sam_checkpoint: Optional[Path], model_type: Optional[str],
@@ -30,18 +30,18 @@ def _replay_commands(folder: Path, checkpoint: str, sam_checkpoint: Optional[Pat
 @click.command("serve")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Where Save writes prompts.json and masks/ (without it, saving is off).")
-@click.option("--checkpoint", help="RobustSAM (or SAM) checkpoint; `default` or none: the built-in model.")
-@click.option("--sam-checkpoint", type=click.Path(path_type=Path), help="SAM checkpoint under a robust-modules-only --checkpoint.")
-@click.option("--model-type", type=click.Choice(sorted(MODEL_CONFIGS)), help="Inferred from the checkpoint when omitted.")
-@click.option("--glesam", type=click.Path(path_type=Path), help="A GleSAM checkpoint, shown beside RobustSAM and SAM.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps, ...")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True, help="Autocast precision.")
+@checkpoint_option()
+@sam_checkpoint_option()
+@model_type_option()
+@click.option("--glesam", type=click.Path(dir_okay=False, path_type=Path), help="A GleSAM checkpoint, shown beside RobustSAM and SAM.")
+@device_option()
+@precision_option()
 @click.option("--recursive", is_flag=True, help="Also show images in sub-folders.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; anything but loopback needs a token.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0: any free port.")
 @click.option("--token", help="Required on every API call (header 'Authorization: Bearer TOKEN'); generated when --host is not loopback.")
 @click.option("--cache-mb", type=click.IntRange(min=0), default=1024, show_default=True, help="Memory for cached image embeddings.")
-def serve(folder: Path, output: Optional[Path], checkpoint: Optional[str], sam_checkpoint: Optional[Path], model_type: Optional[str],
+def serve(folder: Path, output: Optional[Path], checkpoint: Optional[Path], sam_checkpoint: Optional[Path], model_type: Optional[str],
           glesam: Optional[Path], device: str, precision: str, recursive: bool, host: str, port: int, token: Optional[str],
           cache_mb: int) -> None:
     """Serve a page to prompt RobustSAM, SAM and GleSAM side by side on the images in FOLDER.
@@ -66,8 +66,9 @@ def serve(folder: Path, output: Optional[Path], checkpoint: Optional[str], sam_c
     bench = open_workbench(folder, checkpoint_path, sam_checkpoint=named_checkpoint(sam_checkpoint), model_type=model_type,
                            glesam_checkpoint=glesam, device=torch_device, precision=precision, out=output,
                            cache_bytes=cache_mb << 20, recursive=recursive)
-    replay = _replay_commands(folder, checkpoint or "default", sam_checkpoint, model_type, glesam, precision, recursive)
-    app = create_app(bench, checkpoint=checkpoint or "default", replay=replay, token=token,
+    name = str(checkpoint or "default")
+    replay = _replay_commands(folder, name, sam_checkpoint, model_type, glesam, precision, recursive)
+    app = create_app(bench, checkpoint=name, replay=replay, token=token,
                      allowed_hosts=LOOPBACK_HOSTS if loopback else None)
     try:
         sock = bind(host, port)

@@ -24,10 +24,9 @@ import numpy as np
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.data.io import MASK_PNG_LEVEL, read_image_size
+from core.io import MASK_PNG_LEVEL, encode_rle, read_image_size
 from core.data.prompt_files import tool_prompts
 from core.degradations import LEVELS
-from core.evaluation.metrics import encode_rle
 from core.inference import MaskRecord
 
 from .images import VIEW_KINDS, View

@@ -16,7 +16,7 @@ from typing import Optional
 import numpy as np
 
 from core.data.datasets import is_image_file, list_images
-from core.data.io import read_image
+from core.io import read_image
 from core.degradations import LEVELS, LQSEG_TYPES, PUBLISHED
 from core.degradations.dataset import file_seed
 from core.degradations.preview import apply, to_tensor, to_uint8

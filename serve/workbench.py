@@ -8,7 +8,6 @@ and masks that `robustsam segment FOLDER --prompts prompts.json` reproduces byte
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -18,7 +17,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import torch
 
-from core.data.io import atomic_path, require_output_dir
+from core.io import read_json, require_output_dir, write_json
 from core.data.prompt_files import Prompt, prompt_entry, tool_prompts
 from core.errors import CheckpointError, InputError
 from core.inference import MaskRecord, RobustAutomaticMaskGenerator, RobustPredictor, make_predictor, open_model
@@ -135,7 +134,7 @@ class Workbench:
         """The prompt file of the last save (the tool's JSON), {} when there is none."""
         if self.out is None or not (self.out / PROMPTS_NAME).is_file():
             return {}
-        return json.loads((self.out / PROMPTS_NAME).read_text(encoding="utf-8"))
+        return read_json(self.out / PROMPTS_NAME, "prompt file")
 
     def save(self, data: Any, path: str = "robust") -> SaveSummary:
         """Writes prompts `data` (the tool's JSON: image key -> prompts) to OUT/prompts.json and each
@@ -150,9 +149,7 @@ class Workbench:
         writer = PngWriter(self.out / MASKS_DIR)
         for job, image_records in zip(jobs, records):
             writer.write(job, None, image_records)  # the png layout needs only the records, not the pixels
-        entries = {key: [prompt_entry(prompt) for prompt in prompts] for key, prompts in prompt_set.prompts.items()}
-        with atomic_path(self.out / PROMPTS_NAME) as tmp:
-            tmp.write_text(json.dumps(entries, indent=1), encoding="utf-8")
+        write_json(self.out / PROMPTS_NAME, {key: [prompt_entry(prompt) for prompt in prompts] for key, prompts in prompt_set.prompts.items()})
         return SaveSummary(self.out / PROMPTS_NAME, writer.output_dir, len(jobs), sum(map(len, records)))
 
 
