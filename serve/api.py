@@ -170,10 +170,10 @@ def make_router(bench: Workbench, checkpoint: str, replay: dict[str, str]) -> AP
         return ImagesAnswer(images=entries)
 
     @router.get("/image", response_class=Response, responses={200: {"content": {"image/png": {}}}})
-    def image(key: str, type: Optional[Kind] = None, level: int = Query(3, ge=LEVELS.start, le=LEVELS.stop - 1),
+    def image(key: str, kind: Optional[Kind] = Query(None, alias="type"), level: int = Query(3, ge=LEVELS.start, le=LEVELS.stop - 1),
               seed: int = Query(0, ge=0, lt=2**63)) -> Response:
         """The image as PNG, degraded by `type` at `level` when given."""
-        pixels = bench.folder.read(key, View(type, level, seed))
+        pixels = bench.folder.read(key, View(kind, level, seed))
         return Response(png_bytes(pixels), media_type="image/png", headers={"Cache-Control": "no-store"})
 
     @router.post("/embed")

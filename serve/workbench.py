@@ -17,11 +17,11 @@ from typing import Any, Mapping, Optional, Sequence
 
 import torch
 
-from core.io import read_json, require_output_dir, write_json
 from core.data.prompt_files import Prompt, prompt_entry, tool_prompts
 from core.errors import CheckpointError, InputError
 from core.inference import MaskRecord, RobustAutomaticMaskGenerator, RobustPredictor, make_predictor, open_model
-from core.inference.mask_writers import ImageJob, PngWriter
+from core.inference.mask_writers import MASK_FILE, METADATA_NAME, ImageJob, PngWriter
+from core.io import read_json, require_output_dir, write_json
 from core.inference.segment import AutomaticSegmenter, PromptSegmenter
 from core.model.default_model import read_amg_defaults
 from core.model.robustsam import RobustSam
@@ -149,8 +149,23 @@ class Workbench:
         writer = PngWriter(self.out / MASKS_DIR)
         for job, image_records in zip(jobs, records):
             writer.write(job, None, image_records)  # the png layout needs only the records, not the pixels
+        _drop_other_images(writer.output_dir, {job.stem for job in jobs})
         write_json(self.out / PROMPTS_NAME, {key: [prompt_entry(prompt) for prompt in prompts] for key, prompts in prompt_set.prompts.items()})
         return SaveSummary(self.out / PROMPTS_NAME, writer.output_dir, len(jobs), sum(map(len, records)))
+
+
+def _drop_other_images(masks_dir: Path, stems: set[str]) -> None:
+    """Removes the masks an earlier save wrote for images this save no longer holds, so that the
+    folder is what replaying the new prompt file writes."""
+    for metadata in list(masks_dir.rglob(METADATA_NAME)):  # listed before anything is removed
+        folder = metadata.parent
+        if folder.relative_to(masks_dir).as_posix() not in stems:
+            for mask in folder.iterdir():
+                if MASK_FILE.match(mask.name):
+                    mask.unlink()
+            metadata.unlink()
+            if not any(folder.iterdir()):
+                folder.rmdir()
 
 
 def open_workbench(

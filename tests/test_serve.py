@@ -102,6 +102,12 @@ def test_saved_prompts_replay_byte_for_byte_through_segment(client, folders, tmp
     assert sorted(saved) == ["fog/0.png", "fog/1.png", "fog/2.png", "fog/metadata.csv",
                              "gauss_noise/0.png", "gauss_noise/1.png", "gauss_noise/metadata.csv"]
     assert saved == replayed
+    # A later save with fewer images and prompts leaves what replaying its own prompt file writes.
+    fewer = {"fog.png": prompts["fog.png"][:1]}
+    assert client.post("/api/save", json={"prompts": fewer}).json()["masks"] == 1
+    run_cli("segment", str(folder), "--prompts", str(out / "prompts.json"), "-o", str(tmp_path / "again"))
+    assert sorted(files(out / "masks")) == ["fog/0.png", "fog/metadata.csv"]
+    assert files(out / "masks") == files(tmp_path / "again")
 
 
 def test_save_validates_everything_before_writing(client, folders):
