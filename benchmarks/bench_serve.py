@@ -6,7 +6,9 @@ weights of the released key names on a 768x1024 image) and each path (RobustSAM'
   * sends --requests POST /api/predict with random boxes, one after another on one keep-alive
     connection, timing each round trip at the client and reading the server's own decode time;
   * decodes the same boxes in the same process without HTTP (Workbench.decode), the baseline;
-and prints p50/p95 of each, the decoder's share of the round trip and the round trip / baseline ratio.
+and prints p50/p95 of each, the decoder's share of the round trip and the round trip / baseline ratio,
+and the process's CPU time per round trip and per decode alone (client and server share the process),
+which the other jobs on a shared machine change far less than the wall time.
 
 Run: python3 benchmarks/bench_serve.py [--requests 100] [--no-vit-b]
 """
@@ -66,22 +68,25 @@ def measure(label: str, model: RobustSam, folder: Path, key: str, requests: int)
             start = time.perf_counter()
             client.post("/api/embed", json={"image": key, "model": path}).raise_for_status()
             embed = time.perf_counter() - start
-            round_trips, decoder = [], []
+            round_trips, round_trip_cpu, decoder = [], [], []
             for box in boxes:
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.process_time()
                 answer = client.post("/api/predict", json={"image": key, "model": path, "box": box})
                 round_trips.append(time.perf_counter() - start)
+                round_trip_cpu.append(time.process_time() - cpu)
                 decoder.append(answer.json()["seconds"])
-            alone = []
+            alone, alone_cpu = [], []
             for box in boxes:
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.process_time()
                 bench.decode(path, key, CLEAR, [Prompt(box=tuple(float(v) for v in box))])
                 alone.append(time.perf_counter() - start)
+                alone_cpu.append(time.process_time() - cpu)
             p50, p95 = percentile(round_trips, 50) * 1e3, percentile(round_trips, 95) * 1e3
             d50, d95 = percentile(decoder, 50) * 1e3, percentile(decoder, 95) * 1e3
             a50 = statistics.median(alone) * 1e3
+            c50, ca50 = statistics.median(round_trip_cpu) * 1e3, statistics.median(alone_cpu) * 1e3
             rows.append(f"| {label} | {path} | {width}x{height} | {embed:.2f} | {p50:.1f} | {p95:.1f} | {d50:.1f} | {d95:.1f} | "
-                        f"{d50 / p50:.0%} | {a50:.1f} | {p50 / a50:.2f}x |")
+                        f"{d50 / p50:.0%} | {a50:.1f} | {p50 / a50:.2f}x | {c50:.1f} | {ca50:.1f} |")
             print(rows[-1], flush=True)
     return rows
 
@@ -93,8 +98,8 @@ def main() -> None:
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.requests} requests per path")
     print("| model | path | image | first embed s | round trip p50 ms | p95 ms | server decode p50 ms | p95 ms | "
-          "decoder share (p50) | decode alone p50 ms | round trip / alone |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "decoder share (p50) | decode alone p50 ms | round trip / alone | CPU ms per round trip (p50) | CPU ms per decode alone |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         Image.open(EXAMPLE).save(folder / "small.png")

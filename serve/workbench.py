@@ -76,6 +76,7 @@ class Workbench:
         self.cache = EmbeddingCache(cache_bytes)
         self.generator_options = dict(generator_options or {})
         self._locks = {name: threading.Lock() for name in self.predictors}
+        self._save_lock = threading.Lock()
 
     def _predictor(self, path: str) -> RobustPredictor:
         if path not in self.predictors:
@@ -138,19 +139,22 @@ class Workbench:
 
     def save(self, data: Any, path: str = "robust") -> SaveSummary:
         """Writes prompts `data` (the tool's JSON: image key -> prompts) to OUT/prompts.json and each
-        image's masks on `path` to OUT/masks/<stem>/<k>.png + metadata.csv, as `robustsam segment
-        FOLDER --prompts OUT/prompts.json -o OUT/masks` (with `--mode sam` or the GleSAM checkpoint
-        for those paths) writes them. Everything is validated before anything is written."""
+        image's masks on `path` to OUT/masks/<stem>/<k>.png + metadata.csv, the files `robustsam
+        segment FOLDER --prompts OUT/prompts.json -o DIR` (with `--mode sam` or the GleSAM checkpoint
+        for those paths) writes in DIR. Everything is validated before anything is written; one save
+        at a time."""
         if self.out is None:
             raise SaveRefused("this server was started without -o OUTPUT: saving is off")
         prompt_set = tool_prompts(Path("request"), data)
         jobs = [ImageJob(self.folder.path(key), key, tuple(prompts), index + 1) for index, (key, prompts) in enumerate(prompt_set.prompts.items())]
         records = [self.decode(path, job.key, CLEAR, job.prompts) if job.prompts else [] for job in jobs]
         writer = PngWriter(self.out / MASKS_DIR)
-        for job, image_records in zip(jobs, records):
-            writer.write(job, None, image_records)  # the png layout needs only the records, not the pixels
-        _drop_other_images(writer.output_dir, {job.stem for job in jobs})
-        write_json(self.out / PROMPTS_NAME, {key: [prompt_entry(prompt) for prompt in prompts] for key, prompts in prompt_set.prompts.items()})
+        with self._save_lock:
+            for job, image_records in zip(jobs, records):
+                writer.write(job, None, image_records)  # the png layout needs only the records, not the pixels
+            _drop_other_images(writer.output_dir, {job.stem for job in jobs})
+            entries = {key: [prompt_entry(prompt) for prompt in prompts] for key, prompts in prompt_set.prompts.items()}
+            write_json(self.out / PROMPTS_NAME, entries)
         return SaveSummary(self.out / PROMPTS_NAME, writer.output_dir, len(jobs), sum(map(len, records)))
 
 

@@ -152,6 +152,14 @@ def test_other_errors_are_json_too(client):
         assert "error" in response.json()
 
 
+def test_an_internal_error_is_json_without_a_traceback(folders, monkeypatch):
+    bench = workbench(folders[0], None)
+    monkeypatch.setattr(bench, "embed", lambda *args: 1 / 0)
+    with running(bench) as server:
+        response = httpx.post(server.url + "/api/embed", json={"image": "fog.png"})
+    assert response.status_code == 500 and response.json() == {"error": "internal error (ZeroDivisionError)"}
+
+
 def test_degraded_view_equals_robustsam_degrade(client, folders, tmp_path):
     folder = folders[0]
     run_cli("degrade", str(folder), "-o", str(tmp_path), "--types", "fog,LQ-2", "--level", "2", "--seed", "5")
