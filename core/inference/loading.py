@@ -12,6 +12,7 @@ a `--method` flag at inference. Files are read with the project's safe reader (w
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
@@ -67,6 +68,19 @@ def open_model(checkpoint: str | os.PathLike, *, sam_checkpoint: Optional[str | 
     if model_type is not None and model_type != model.sam.model_type:
         raise CheckpointError(f"{path}: a GleSAM checkpoint on {model.sam.model_type}, not {model_type}")
     return model
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model as the command line names it, for opening again elsewhere (e.g. in every torchrun worker)."""
+
+    checkpoint: Path
+    model_type: Optional[str] = None
+    sam_checkpoint: Optional[Path] = None
+
+    def open(self, device: str | torch.device = "cpu") -> Union[RobustSam, "GleSam"]:
+        """`open_model` of this checkpoint on `device`."""
+        return open_model(self.checkpoint, sam_checkpoint=self.sam_checkpoint, model_type=self.model_type, device=device)
 
 
 def make_predictor(model: Union[RobustSam, "GleSam"], *, robust: bool = True, precision: str = "fp32") -> RobustPredictor:

@@ -29,6 +29,7 @@ from ..io import read_image, read_image_size, require_output_dir
 from ..data.prompt_files import Prompt, PromptSet, load_prompts
 from ..errors import InputError
 from ..model.robustsam import RobustSam
+from ..parallel import SLOWEST
 from .amg import RobustAutomaticMaskGenerator
 from .loading import make_predictor
 from .mask_writers import ImageJob, MaskRecord, MaskWriter, make_writers
@@ -273,7 +274,7 @@ class SegmentSummary:
     masks: int = 0
     failures: list[str] = field(default_factory=list)
     empty: list[str] = field(default_factory=list)
-    seconds: float = 0.0
+    seconds: float = field(default=0.0, metadata=SLOWEST)  # merged: the slowest worker's
 
 
 def _prefetch(jobs: Sequence[ImageJob], depth: int = PREFETCH_IMAGES) -> Iterator[tuple[ImageJob, Future]]:
