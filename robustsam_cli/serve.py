@@ -62,18 +62,22 @@ def serve(folder: Path, output: Optional[Path], checkpoint: Optional[Path], sam_
     torch_device = resolve_device(device)
     if precision == "fp16" and torch_device.type != "cuda":
         raise click.UsageError(f"fp16 needs a CUDA device, not {torch_device}; use --precision bf16 or fp32")
-    checkpoint_path = checkpoint_or_default(checkpoint)
-    bench = open_workbench(folder, checkpoint_path, sam_checkpoint=named_checkpoint(sam_checkpoint), model_type=model_type,
-                           glesam_checkpoint=glesam, device=torch_device, precision=precision, out=output,
-                           cache_bytes=cache_mb << 20, recursive=recursive)
-    name = str(checkpoint or "default")
-    replay = _replay_commands(folder, name, sam_checkpoint, model_type, glesam, precision, recursive)
-    app = create_app(bench, checkpoint=name, replay=replay, token=token,
-                     allowed_hosts=LOOPBACK_HOSTS if loopback else None)
     try:
         sock = bind(host, port)
     except OSError as error:
         raise click.UsageError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    checkpoint_path = checkpoint_or_default(checkpoint)
+    try:
+        bench = open_workbench(folder, checkpoint_path, sam_checkpoint=named_checkpoint(sam_checkpoint), model_type=model_type,
+                               glesam_checkpoint=glesam, device=torch_device, precision=precision, out=output,
+                               cache_bytes=cache_mb << 20, recursive=recursive)
+    except BaseException:
+        sock.close()
+        raise
+    name = str(checkpoint or "default")
+    replay = _replay_commands(folder, name, sam_checkpoint, model_type, glesam, precision, recursive)
+    app = create_app(bench, checkpoint=name, replay=replay, token=token,
+                     allowed_hosts=LOOPBACK_HOSTS if loopback else None)
     url = address(sock)
     click.echo(f"robustsam serve: {len(bench.folder.keys())} images in {folder}, models {', '.join(bench.predictors)}")
     click.echo(f"open {url}/#token={token}" if token else f"open {url}/")

@@ -59,19 +59,18 @@ def serve_forever(app: Any, sock: socket.socket) -> None:
 
 
 class BackgroundServer:
-    """`app` served on host:port (default: a free loopback port) in a daemon thread while the
-    `with` block runs; `url` is its address."""
+    """`app` served on `sock` (default: a free loopback port) in a daemon thread while the `with`
+    block runs; `url` is its address."""
 
-    def __init__(self, app: Any, host: str = LOOPBACK, port: int = 0) -> None:
+    def __init__(self, app: Any, sock: Optional[socket.socket] = None) -> None:
         self.app = app
-        self.host = host
-        self.port = port
+        self.sock = sock
         self.url = ""
         self._server: Optional[uvicorn.Server] = None
         self._thread: Optional[threading.Thread] = None
 
     def __enter__(self) -> "BackgroundServer":
-        sock = bind(self.host, self.port)
+        sock = self.sock if self.sock is not None else bind(LOOPBACK, 0)
         self.url = address(sock)
         self._server = _server(self.app)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True, name="robustsam-serve")

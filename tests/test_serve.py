@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +17,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
 from core import build_robustsam
 from core.data.prompt_files import Prompt
@@ -23,7 +25,9 @@ from core.glesam import GleSam, build_enhancer, checkpoint_dict
 from core.inference import make_predictor, open_model
 from core.inference.segment import PromptSegmenter
 from core.model.default_model import DEFAULT_CHECKPOINT
-from serve import Embedding, EmbeddingCache
+import serve
+from robustsam_cli.main import cli
+from serve import BackgroundServer, Embedding, EmbeddingCache
 from tests.serve_support import files, image_folder, rle_mask, run_cli, running, workbench
 
 BOX = [69, 12, 110, 77]
@@ -295,15 +299,20 @@ def test_serve_on_all_interfaces_requires_a_token(folders):
         process.wait(30)
 
 
-def test_serve_on_loopback_by_default_and_refuses_a_bad_folder(folders, tmp_path):
-    process, lines = _start_cli(folders[0])
-    try:
-        url = next(line.split()[1] for line in lines if line.startswith("open "))
-        assert url.startswith("http://127.0.0.1:") and "token" not in url
+def test_serve_on_loopback_by_default_and_refuses_a_bad_folder(folders, tmp_path, monkeypatch):
+    served = {}
+    monkeypatch.setattr(serve, "serve_forever", lambda app, sock: served.update(app=app, sock=sock))
+    output = run_cli("serve", str(folders[0]), "--port", "0", "--device", "cpu").output
+    url = next(line.split()[1] for line in output.splitlines() if line.startswith("open "))
+    assert url.startswith("http://127.0.0.1:") and "token" not in url
+    with BackgroundServer(served["app"], served["sock"]) as server:
+        assert server.url + "/" == url
         assert httpx.get(url + "api/images").status_code == 200
-    finally:
-        process.terminate()
-        process.wait(30)
-    missing = subprocess.run([sys.executable, "-m", "robustsam_cli", "serve", str(tmp_path / "nowhere")], capture_output=True, text=True,
-                             env=dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1])))
-    assert missing.returncode == 2 and "nowhere" in missing.stderr
+        assert httpx.get(url + "api/images", headers={"host": "rebound.example"}).status_code == 400
+    missing = CliRunner().invoke(cli, ["serve", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2 and "nowhere" in missing.output
+    with socket.socket() as busy:  # a port in use: one line, exit 2
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        refused = CliRunner().invoke(cli, ["serve", str(folders[0]), "--port", str(busy.getsockname()[1]), "--device", "cpu"])
+    assert refused.exit_code == 2 and "cannot listen" in refused.output
