@@ -95,9 +95,11 @@ def test_page_draws_the_apis_masks_and_saves_what_segment_replays(browser, tmp_p
         assert (tmp_path / "replay" / "fog" / f"{k}.png").read_bytes() == (out / "masks" / "fog" / f"{k}.png").read_bytes()
 
 
-def test_undo_and_degradation_picker(browser, tmp_path):
+def test_undo_degradation_picker_and_segment_everything(browser, tmp_path):
     folder = image_folder(tmp_path)
-    with running(workbench(folder, None)) as server:
+    bench = workbench(folder, None)
+    bench.generator_options = {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.3}
+    with running(bench) as server:
         page = browser.new_page(viewport={"width": 1300, "height": 720})
         page.goto(server.url + "/")
         page.wait_for_function("document.body.dataset.busy === '0' && window.robustsam.state.key === 'fog.png'", timeout=TIMEOUT_MS)
@@ -121,3 +123,9 @@ def test_undo_and_degradation_picker(browser, tmp_path):
         pixels = np.array(shown, dtype=np.uint8).reshape(128, 128, 4)[..., :3]
         served = iio.imread(httpx.get(server.url + "/api/image", params={"key": "fog.png", "type": "motion_blur", "level": 5}).content)
         assert np.array_equal(pixels, served)
+
+        page.click("#everything")
+        page.wait_for_function("document.querySelector('#status').textContent.startsWith('segment everything:')", timeout=TIMEOUT_MS)
+        masks = httpx.post(server.url + "/api/everything", json={"image": "fog.png", "degradation": degraded}, timeout=60).json()["masks"]
+        assert len(masks) > 1
+        assert np.array_equal(drawn_masks(page, "robust"), np.logical_or.reduce([rle_mask(mask["rle"]) for mask in masks]))

@@ -21,7 +21,8 @@ const state = {
   masks: {}, // path -> list of decoded masks (Uint8Array) per object, or null
   everything: {}, // path -> list of decoded masks while "segment everything" is shown
   busy: 0,
-  serial: 0,
+  serial: 0, // edits, images and views: answers for an older one are dropped
+  views: 0, // images or views shown
 };
 window.robustsam = { state, decodeRle };
 
@@ -335,11 +336,13 @@ async function showImage(key) {
 async function loadView() {
   const key = state.key;
   const view = degradation();
+  const loading = ++state.views; // a later image or view wins over this one
+  state.serial += 1; // masks still coming for the previous view are dropped
   const query = new URLSearchParams({ key });
   if (view) { query.set("type", view.type); query.set("level", view.level); query.set("seed", view.seed); }
   await busy(async () => {
     const bitmap = await createImageBitmap(await (await api(`/api/image?${query}`)).blob());
-    if (key !== state.key) return;
+    if (loading !== state.views) return;
     state.size = [bitmap.width, bitmap.height];
     for (const canvas of document.querySelectorAll("canvas.image")) {
       canvas.width = bitmap.width;
@@ -351,7 +354,7 @@ async function loadView() {
     status(`embedding ${key} ...`);
     await Promise.all(state.info.models.map((path) => api("/api/embed", { image: key, model: path, degradation: view })));
   });
-  if (key === state.key) await refresh();
+  if (loading === state.views) await refresh();
 }
 
 function levelEnabled() {
