@@ -78,8 +78,9 @@ from .info import info  # noqa: E402
 from .prior import prior  # noqa: E402
 from .restore import restore  # noqa: E402
 from .segment import segment  # noqa: E402
+from .serve import serve  # noqa: E402
 from .export import export  # noqa: E402
 from .train import train_command  # noqa: E402
 
-for command in (segment, degrade, eval_command, prior, restore, info, train_command, export):
+for command in (segment, degrade, eval_command, prior, restore, info, train_command, export, serve):
     cli.add_command(command)

@@ -97,7 +97,7 @@ def load_prompts(path: str | os.PathLike, prompt_from: str = "box") -> PromptSet
         return _coco_prompts(path, data, prompt_from)
     if prompt_from != "box":
         raise InputError(f"{path}: --prompt-from applies to COCO instances files only")
-    return _tool_prompts(path, data)
+    return tool_prompts(path, data)
 
 
 def _unique_keys(pairs: list[tuple[str, Any]], repeated: list[str]) -> dict[str, Any]:
@@ -115,7 +115,8 @@ def is_coco_instances(data: Any) -> bool:
     return isinstance(data, dict) and isinstance(data.get("images"), list) and isinstance(data.get("annotations"), list)
 
 
-def _tool_prompts(path: Path, data: Any) -> PromptSet:
+def tool_prompts(path: Path, data: Any) -> PromptSet:
+    """The tool's JSON already parsed (`data`), validated as if read from `path`; InputError as `load_prompts`."""
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected an object mapping image paths to prompt lists, got {type(data).__name__}")
     prompts: dict[str, list[Prompt]] = {}
@@ -149,6 +150,17 @@ def _tool_prompt(where: str, entry: Any) -> Prompt:
         if len(points) != len(labels):
             raise InputError(f"{where}, field 'labels': {len(labels)} labels for {len(points)} points")
     return Prompt(box=box, points=points, labels=labels, where=where)
+
+
+def prompt_entry(prompt: Prompt) -> dict[str, Any]:
+    """One prompt as an entry of the tool's JSON, which `tool_prompts` reads back to an equal prompt."""
+    entry: dict[str, Any] = {}
+    if prompt.box is not None:
+        entry["box"] = list(prompt.box)
+    if prompt.points:
+        entry["points"] = [list(point) for point in prompt.points]
+        entry["labels"] = list(prompt.labels)
+    return entry
 
 
 def _number(value: Any) -> bool:

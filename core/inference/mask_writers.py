@@ -26,7 +26,8 @@ METADATA_HEADER = (
 )
 COCO_RESULTS_NAME = "coco_results.json"
 COCO_PARTS_DIR = ".coco_parts"
-_MASK_FILE = re.compile(r"^\d+\.png$")
+MASK_FILE = re.compile(r"^\d+\.png$")  # the names of PngWriter's masks
+METADATA_NAME = "metadata.csv"
 
 
 @dataclass
@@ -85,7 +86,7 @@ class PngWriter:
         self.output_dir = output_dir
 
     def done_paths(self, job: ImageJob) -> list[Path]:
-        return [self.output_dir / job.stem / "metadata.csv"]
+        return [self.output_dir / job.stem / METADATA_NAME]
 
     def write(self, job: ImageJob, image: np.ndarray, records: Sequence[MaskRecord]) -> None:
         folder = self.output_dir / job.stem
@@ -94,13 +95,13 @@ class PngWriter:
         # Masks numbered past this run's count are left from an earlier run with more prompts.
         if folder.is_dir():
             for stale in folder.iterdir():
-                if _MASK_FILE.match(stale.name) and int(stale.stem) >= len(records):
+                if MASK_FILE.match(stale.name) and int(stale.stem) >= len(records):
                     stale.unlink()
         rows = [METADATA_HEADER]
         for index, record in enumerate(records):
             values = [index, record.area, *record.bbox, *record.point, record.predicted_iou, record.stability_score, *record.crop_box]
             rows.append(",".join(str(value) for value in values))
-        with atomic_path(folder / "metadata.csv") as tmp:
+        with atomic_path(folder / METADATA_NAME) as tmp:
             tmp.write_text("\n".join(rows) + "\n", encoding="utf-8")
 
     def finish(self, jobs: Sequence[ImageJob]) -> None:

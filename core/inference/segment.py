@@ -182,6 +182,12 @@ class PromptSegmenter:
         if not prompts:
             return []
         self.predictor.set_image(image)
+        records = self.decode(prompts, (width, height))
+        self.predictor.reset_image()
+        return records
+
+    def decode(self, prompts: Sequence[Prompt], size: tuple[int, int]) -> list[MaskRecord]:
+        """Records in prompt order for the image already set in the predictor, of `size` (W, H)."""
         groups: dict[tuple[bool, int], list[int]] = defaultdict(list)
         for index, prompt in enumerate(prompts):
             groups[prompt.signature].append(index)
@@ -189,8 +195,7 @@ class PromptSegmenter:
         for indices in groups.values():
             for start in range(0, len(indices), self.batch_size):
                 chunk = indices[start : start + self.batch_size]
-                per_prompt.update(zip(chunk, self._decode([prompts[i] for i in chunk], (width, height))))
-        self.predictor.reset_image()
+                per_prompt.update(zip(chunk, self._decode([prompts[i] for i in chunk], size)))
         return [record for index in range(len(prompts)) for record in per_prompt[index]]
 
     def _decode(self, prompts: Sequence[Prompt], size: tuple[int, int]) -> list[list[MaskRecord]]:
