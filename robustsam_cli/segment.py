@@ -14,6 +14,7 @@ from rich.text import Text
 from core import MODEL_CONFIGS, resolve_device
 from core.inference.loading import open_predictor
 from core.inference.segment import ImageResult, SegmentSummary, prepare_run
+from core.tiling import check_tiling
 from core.parallel import STATE_DIR, add_summaries, run_shard, shard_run
 
 from .parallel import Parallel, launch, parallel_options, pop_parallel
@@ -125,6 +126,10 @@ def _onnx_predictor(ctx: click.Context, onnx_dir: Optional[Path]) -> Any:
 @click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
               help="torch: the PyTorch model; onnx: the models of robustsam export --onnx on onnxruntime (CPU, fp32).")
 @click.option("--onnx-dir", type=click.Path(file_okay=False, path_type=Path), help="[--backend onnx] The folder robustsam export --onnx wrote.")
+@click.option("--tile", type=int, help="Segment large images in SIZE x SIZE tiles at full resolution, read window by window (label output: a tiled TIFF DIR/<stem>.tif).")
+@click.option("--tile-overlap", type=int, default=128, show_default=True, help="[--tile] Pixels neighbouring tiles share; masks are merged over the seams.")
+@click.option("--prompt-coords", type=click.Choice(["pixel", "map"]), default="pixel", show_default=True,
+              help="map: prompts are in the map coordinates of each GeoTIFF's CRS (the geo extra).")
 @allow_empty_option
 @parallel_options
 @_generator_options
@@ -152,6 +157,9 @@ def segment(
     strict: bool,
     backend: str,
     onnx_dir: Optional[Path],
+    tile: Optional[int],
+    tile_overlap: int,
+    prompt_coords: str,
     allow_empty: bool,
     **generator_options: Any,
 ) -> None:
@@ -162,6 +170,14 @@ def segment(
       robustsam segment "imgs/*.jpg" -o masks/ --format coco --checkpoint robustsam_vit_b.pth
     """
     parallel = pop_parallel(generator_options)
+    if tile is not None:
+        check_tiling(tile, tile_overlap)  # before the model loads
+    if tile is None and _given(ctx, "tile_overlap"):
+        raise click.UsageError("--tile-overlap needs --tile")
+    if tile is not None and overlay:
+        raise click.UsageError("--overlay draws on the whole image in memory; leave it out with --tile")
+    if prompt_coords == "map" and prompts_path is None:
+        raise click.UsageError("--prompt-coords needs --prompts")
     if parallel.nodes.world_size > 1 and backend != "torch":
         raise click.UsageError("--gpus/--nnodes run the torch backend")
     if prompts_path is not None:
@@ -205,7 +221,8 @@ def segment(
                 dict(prompts=prompts_path and str(prompts_path), prompt_from=prompt_from, recursive=recursive,
                      output_format=output_format, overlay=overlay, multimask=multimask, all_masks=all_masks,
                      prompt_batch=prompt_batch, robust=mode == "robust", precision=precision,
-                     generator_options=generator_options, overwrite=overwrite))
+                     generator_options=generator_options, overwrite=overwrite, tile=tile, tile_overlap=tile_overlap,
+                     prompt_coords=prompt_coords))
         return
     run = prepare_run(
         model,
@@ -224,6 +241,9 @@ def segment(
         generator_options=generator_options,
         overwrite=overwrite,
         predictor=predictor,
+        tile=tile,
+        tile_overlap=tile_overlap,
+        prompt_coords=prompt_coords,
     )
     if not run.jobs:
         report_empty(f"{', '.join(inputs)}: no images to segment", allow_empty)

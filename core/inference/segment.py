@@ -213,14 +213,15 @@ class PromptSegmenter:
         crop_box = (0, 0, size[0], size[1])
         return [
             [
-                MaskRecord(masks[n, c], iou[n][c], stability[n][c], tuple(boxes_xywh[n][c]), _input_point(prompt), crop_box, prompt.category_id)
+                MaskRecord(masks[n, c], iou[n][c], stability[n][c], tuple(boxes_xywh[n][c]), input_point(prompt), crop_box, prompt.category_id)
                 for c in range(masks.shape[1])
             ]
             for n, prompt in enumerate(prompts)
         ]
 
 
-def _input_point(prompt: Prompt) -> tuple[float, float]:
+def input_point(prompt: Prompt) -> tuple[float, float]:
+    """The point a mask record names for its prompt: the first point, else the box centre."""
     if prompt.points:
         return prompt.points[0]
     x0, y0, x1, y1 = prompt.box  # type: ignore[misc]
@@ -271,18 +272,30 @@ class SegmentSummary:
     seconds: float = 0.0
 
 
-def _prefetch(jobs: Sequence[ImageJob], depth: int = PREFETCH_IMAGES) -> Iterator[tuple[ImageJob, Future]]:
-    """Yields each job with a future of its (H, W, 3) image, reading `depth` images ahead in a thread."""
+def _prefetch(jobs: Sequence[ImageJob], reader: Callable[[Path], Any] = read_image,
+              depth: int = PREFETCH_IMAGES) -> Iterator[tuple[ImageJob, Future]]:
+    """Yields each job with a future of `reader(path)` (its (H, W, 3) image), reading `depth` images
+    ahead in a thread."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-reader") as pool:
-        futures = deque(pool.submit(read_image, job.path) for job in jobs[: depth + 1])
+        futures = deque(pool.submit(reader, job.path) for job in jobs[: depth + 1])
         for index, job in enumerate(jobs):
             if index + depth + 1 < len(jobs):
-                futures.append(pool.submit(read_image, jobs[index + depth + 1].path))
+                futures.append(pool.submit(reader, jobs[index + depth + 1].path))
             yield job, futures.popleft()
 
 
+def _close(image_future: Future) -> None:
+    """Closes the file a windowed source holds open (pixels in memory need nothing)."""
+    if image_future.done() and image_future.exception() is None and hasattr(image_future.result(), "close"):
+        image_future.result().close()
+
+
 class SegmentRun:
-    """A planned run: `pending` jobs to segment, `done` jobs whose outputs already exist."""
+    """A planned run: `pending` jobs to segment, `done` jobs whose outputs already exist.
+
+    `reader` opens an image file for the segmenter and writers: by default its (H, W, 3) pixels; a
+    tiled run passes `core.tiling.open_source`, a windowed reader closed after the image.
+    """
 
     def __init__(
         self,
@@ -290,11 +303,13 @@ class SegmentRun:
         segmenter: Segmenter,
         writers: Sequence[MaskWriter],
         overwrite: bool = False,
+        reader: Callable[[Path], Any] = read_image,
     ) -> None:
         _check_output_names(jobs, writers)
         self.jobs = list(jobs)
         self.segmenter = segmenter
         self.writers = list(writers)
+        self.reader = reader
         finished = [not overwrite and job.error is None and self._is_done(job) for job in self.jobs]
         self.pending = [job for job, done in zip(self.jobs, finished) if not done]
         self.done = [job for job, done in zip(self.jobs, finished) if done]
@@ -307,7 +322,7 @@ class SegmentRun:
         `finish=False` leaves joining the outputs of all jobs (COCO results) to a later `finish()`."""
         start = time.perf_counter()
         summary = SegmentSummary(skipped=len(self.done))
-        for job, image_future in _prefetch(self.pending):
+        for job, image_future in _prefetch(self.pending, self.reader):
             result = ImageResult(job)
             try:
                 if job.error is not None:
@@ -325,6 +340,8 @@ class SegmentRun:
             except InputError as error:
                 result.error = str(error)
                 summary.failures.append(result.error)
+            finally:
+                _close(image_future)
             if on_image is not None:
                 on_image(result)
         if finish:
@@ -356,6 +373,9 @@ def prepare_run(
     generator_options: Optional[dict[str, Any]] = None,
     overwrite: bool = False,
     predictor: Optional[SamPredictor] = None,
+    tile: Optional[int] = None,
+    tile_overlap: int = 0,
+    prompt_coords: str = "pixel",
 ) -> SegmentRun:
     """Finds the images, reads the prompts and plans a run writing `output_format` to `output_dir`.
 
@@ -365,10 +385,27 @@ def prepare_run(
     (`core.inference.open_model` opens either); `predictor` runs instead of its predictor (`model` may
     then be None): any SamPredictor-shaped predictor, such as `core.deploy.OnnxPredictor`; `robust`
     and `precision` are then its own.
+
+    `tile` (pixels) segments each image in overlapping `tile` x `tile` windows read one at a time
+    (`core.tiling`), `tile_overlap` pixels shared by neighbours; 'label' output is then a tiled TIFF
+    `DIR/<stem>.tif`. `prompt_coords='map'`: prompts are in the map coordinates of each image's
+    GeoTIFF CRS (the `geo` extra).
     """
+    # core.tiling builds on this module's segmenters, so it is imported here.
+    from ..tiling import check_tiling, map_prompts_to_pixels, open_source, tile_segmenter, tiled_writers
+
+    if prompt_coords not in ("pixel", "map"):
+        raise ValueError(f"prompt_coords must be 'pixel' or 'map', not {prompt_coords!r}")
+    if tile is not None:
+        check_tiling(tile, tile_overlap)
+        if overlay:
+            raise InputError("--overlay draws on the whole image in memory; leave it out with --tile")
     require_output_dir(output_dir)
     prompt_set = load_prompts(prompts, prompt_from) if prompts is not None and not isinstance(prompts, PromptSet) else prompts
     jobs = plan_jobs(find_images(inputs, recursive, exclude=Path(output_dir)), prompt_set)
+    if prompt_coords == "map":
+        jobs = [replace(job, prompts=map_prompts_to_pixels(job.path, job.prompts)) if job.prompts and job.error is None else job
+                for job in jobs]
     jobs = _check_prompts_inside(jobs)
     segmenter: Segmenter
     predictor = predictor if predictor is not None else make_predictor(model, robust=robust, precision=precision)
@@ -378,6 +415,8 @@ def prepare_run(
         segmenter = AutomaticSegmenter(generator)
     else:
         segmenter = PromptSegmenter(predictor, multimask, all_masks, prompt_batch)
+    if tile is not None:
+        return SegmentRun(jobs, tile_segmenter(segmenter, tile, tile_overlap), tiled_writers(output_dir, output_format), overwrite, open_source)
     return SegmentRun(jobs, segmenter, make_writers(output_dir, output_format, overlay), overwrite)
 
 
