@@ -172,7 +172,7 @@ def test_tiled_cli_label_output_matches_the_tiles_and_writes_a_tiled_tiff(tmp_pa
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--tile", "64", "--tile-overlap", "64"], "tile size 64 is not larger than the tile overlap 64"),
+    (["--tile", "64", "--tile-overlap", "64"], "tile size 64 is not larger than the tile overlap 64: tiles would not advance"),
     (["--tile", "256", "--tile-overlap", "-1"], "tile overlap -1: must not be negative"),
 ])
 def test_bad_tiling_is_one_line_and_exit_2(tmp_path: Path, flags: list[str], message: str) -> None:
