@@ -4,6 +4,8 @@ stitched, segment-everything merged over seams, tiled TIFF labels, bad tiling op
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ import pytest
 import tifffile
 from click.testing import CliRunner
 
+from core.data.large_scenes import write_large_scene
 from core.data.prompt_files import Prompt
 from core.inference import RobustAutomaticMaskGenerator
 from core.inference.loading import open_predictor
@@ -180,3 +183,39 @@ def test_bad_tiling_is_one_line_and_exit_2(tmp_path: Path, flags: list[str], mes
     result = CliRunner().invoke(cli, ["segment", str(tmp_path / "a.tif"), "-o", str(tmp_path / "out"), *flags])
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [f"Error: {message}"] and not (tmp_path / "out").exists()
+
+
+# Runs `robustsam` commands one after another in one process, printing its peak RSS (KiB) after each.
+PEAK_RSS_AFTER_EACH = """
+import json, resource, sys
+from robustsam_cli.main import cli
+for args in json.loads(sys.argv[1]):
+    try:
+        cli(args, standalone_mode=False)
+    finally:
+        print("peak_rss_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)
+"""
+# What a 10,000 x 10,000 tiled run may add to the peak memory of the same run on a 1,000 x 1,000
+# image: a third of the decoded image (300 MB), half of its 16-bit label image (200 MB).
+BOUNDED_GROWTH_MB = 100
+
+
+@pytest.mark.slow
+def test_a_10k_image_is_segmented_in_bounded_memory(tmp_path: Path) -> None:
+    commands = []
+    for size in (1000, 10_000):
+        discs = [(300, 300, 60), (size - 400, size - 300, 50), (size // 2, size // 2, 70)]
+        write_large_scene(tmp_path / f"scene{size}.tif", size, size, discs)
+        prompts = {f"scene{size}.tif": [{"box": [cx - r - 5, cy - r - 5, cx + r + 5, cy + r + 5]} for cx, cy, r in discs]}
+        (tmp_path / f"prompts{size}.json").write_text(json.dumps(prompts))
+        commands.append(["segment", str(tmp_path / f"scene{size}.tif"), "--prompts", str(tmp_path / f"prompts{size}.json"),
+                         "-o", str(tmp_path / "out"), "--format", "label", "--tile", "512", "--tile-overlap", "64"])
+    done = subprocess.run([sys.executable, "-c", PEAK_RSS_AFTER_EACH, json.dumps(commands)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    small, large = [int(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("peak_rss_kib")]
+    assert (large - small) / 1024 < BOUNDED_GROWTH_MB
+    with tifffile.TiffFile(tmp_path / "out" / "scene10000.tif") as labels:
+        assert labels.pages[0].shape == (10_000, 10_000) and labels.pages[0].is_tiled
+        window = labels.pages[0].asarray()[5000 - 80 : 5000 + 80, 5000 - 80 : 5000 + 80]
+    yy, xx = np.mgrid[-80:80, -80:80]
+    assert iou(window == 3, xx**2 + yy**2 < 70**2) > 0.8
