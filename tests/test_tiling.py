@@ -20,7 +20,7 @@ from core.inference.loading import open_predictor
 from core.inference.mask_writers import MaskRecord
 from core.inference.segment import AutomaticSegmenter, PromptSegmenter
 from core.model.default_model import DEFAULT_CHECKPOINT
-from core.tiling import (ArraySource, PlacedMask, TiffSource, TiledAutomaticSegmenter, TiledPromptSegmenter, TileGrid,
+from core.tiling import (SEAMLESS, ArraySource, PlacedMask, TiffSource, TiledAutomaticSegmenter, TiledPromptSegmenter, TileGrid,
                          Window, merge_seams, write_label_tiff)
 from robustsam_cli.main import cli
 
@@ -263,3 +263,29 @@ def test_map_prompts_on_a_tiff_without_crs_are_one_line_and_exit_2(tmp_path: Pat
     errors = [line for line in result.output.splitlines() if line.startswith("Error")]
     assert errors == [f"Error: {tmp_path / 'plain.tif'}: has no CRS, so prompts in map coordinates cannot be placed"]
     assert not (tmp_path / "out").exists()
+
+
+def test_degrading_tile_by_tile_equals_the_whole_image_for_the_seamless_types(tmp_path: Path) -> None:
+    image, _ = scene(300, 420, [(100, 100, 60), (250, 200, 80)])
+    image = (image.astype(int) + np.linspace(0, 60, 420)[None, :, None]).clip(0, 255).astype(np.uint8)
+    (tmp_path / "clear").mkdir()
+    tifffile.imwrite(tmp_path / "clear" / "big.tif", image, tile=(64, 64), photometric="rgb")
+    kinds = ",".join(SEAMLESS + ("gauss_noise",))
+    for name, extra in (("whole", []), ("tiled", ["--tile", "128"])):
+        result = CliRunner().invoke(cli, ["degrade", str(tmp_path / "clear"), "-o", str(tmp_path / name), "--types", kinds, "--device", "cpu", *extra])
+        assert result.exit_code == 0, result.output
+    for kind in SEAMLESS:
+        tiled = tifffile.TiffFile(tmp_path / "tiled" / kind / "big.tif")
+        assert tiled.pages[0].is_tiled
+        assert np.array_equal(tiled.asarray(), tifffile.imread(tmp_path / "whole" / kind / "big.tif")), kind
+    noisy = tifffile.imread(tmp_path / "tiled" / "gauss_noise" / "big.tif").astype(int)
+    assert np.abs(noisy - image).mean() > 5  # degraded, only not equal to the whole image
+
+
+def test_degrade_tile_not_a_multiple_of_16_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "clear").mkdir()
+    tifffile.imwrite(tmp_path / "clear" / "a.tif", np.zeros((64, 64, 3), np.uint8))
+    result = CliRunner().invoke(cli, ["degrade", str(tmp_path / "clear"), "-o", str(tmp_path / "out"), "--types", "fog", "--tile", "100"])
+    assert result.exit_code == 2 and not (tmp_path / "out").exists()
+    assert [line for line in result.output.splitlines() if line.startswith("Error")] == [
+        "Error: tile size 100: must be a positive multiple of 16 pixels (TIFF tiles)"]

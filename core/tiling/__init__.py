@@ -5,6 +5,7 @@ and stitched, segment-everything merged over seams, tiled TIFF label output.
     masks = TiledPromptSegmenter(PromptSegmenter(predictor), tile=1024, overlap=128)(source, prompts)
 """
 
+from .degrade import SEAMLESS, degrade_tiled
 from .geo import GeoTiffSource, map_prompts_to_pixels, prompts_to_pixels
 from .grid import TileGrid, Window, check_tiling
 from .merge import iou_within, merge_seams
@@ -14,6 +15,7 @@ from .sources import ArraySource, ImageSource, TiffSource, open_source
 from .writers import TiledLabelWriter, tiled_writers, write_label_tiff
 
 __all__ = [
+    "SEAMLESS",
     "SEAM_IOU",
     "ArraySource",
     "GeoTiffSource",
@@ -26,6 +28,7 @@ __all__ = [
     "TiledPromptSegmenter",
     "Window",
     "check_tiling",
+    "degrade_tiled",
     "iou_within",
     "map_prompts_to_pixels",
     "merge_seams",
