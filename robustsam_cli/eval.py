@@ -40,6 +40,7 @@ from core.evaluation import (
 )
 from core.evaluation.protocol import Results
 from core.inference.loading import checkpoint_method
+from core.tiling import check_tiling
 from core.parallel import STATE_DIR, eval_job, mark_done, plan_part
 
 from .parallel import Parallel, launch, parallel_options, pop_parallel
@@ -78,6 +79,8 @@ def rich_table(table: Table, models: list[str], metric: str) -> RichTable:
 @click.option("--device", default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Prompts decoded at once (full-size masks for each).")
+@click.option("--tile", type=int, help="Segment each image in SIZE x SIZE tiles at full resolution (as segment --tile); scored against the full-size masks.")
+@click.option("--tile-overlap", type=int, default=128, show_default=True, help="[--tile] Pixels neighbouring tiles share.")
 @click.option("--fresh", is_flag=True, help="Ignore cached results and evaluate everything again.")
 @allow_empty_option
 @parallel_options
@@ -94,6 +97,8 @@ def eval_command(
     device: str,
     precision: str,
     batch_size: int,
+    tile: Optional[int],
+    tile_overlap: int,
     fresh: bool,
     allow_empty: bool,
     **parallel_params: Any,
@@ -127,7 +132,9 @@ def eval_command(
     for entry in skipped:
         console.print(f"[yellow]{escape(entry['dataset'])}: skipped ({escape(entry['reason'])})[/yellow]")
 
-    settings = EvalSettings(prompt_type, limit, device, precision, batch_size, fresh)
+    if tile is not None:
+        check_tiling(tile, tile_overlap)
+    settings = EvalSettings(prompt_type, limit, device, precision, batch_size, fresh, tile, tile_overlap)
     failed = FailedImages(Console(stderr=True, soft_wrap=True))
     plan = EvalPlan(datasets, prompts, limit, failed)  # draws every image's prompts, before any split
     if not plan.items and not plan.failures:
@@ -154,6 +161,7 @@ def eval_command(
         "seed": prompts.seed,
         "num_points": prompts.num_points,
         "limit": limit,
+        "tiling": list(settings.tiling) if settings.tiling else None,
         "models": [{"name": s.name, "checkpoint": str(s.checkpoint), "path": _decoder_path(s)} for s in specs],
         "metrics": list(metrics),
         "skipped": skipped,

@@ -289,3 +289,23 @@ def test_degrade_tile_not_a_multiple_of_16_is_one_line_and_exit_2(tmp_path: Path
     assert result.exit_code == 2 and not (tmp_path / "out").exists()
     assert [line for line in result.output.splitlines() if line.startswith("Error")] == [
         "Error: tile size 100: must be a positive multiple of 16 pixels (TIFF tiles)"]
+
+
+def test_eval_scores_tiled_segmentation_against_the_full_size_masks(tmp_path: Path, predictor) -> None:
+    from core.evaluation.metrics import iou as mask_iou
+
+    image, discs = scene(600, 700, [(250, 100, 40), (420, 300, 35), (150, 420, 50)])
+    for folder in ("clear", "masks"):
+        (tmp_path / "data" / folder).mkdir(parents=True)
+    tifffile.imwrite(tmp_path / "data" / "clear" / "big.tif", image, photometric="rgb")
+    np.save(tmp_path / "data" / "masks" / "big.npy", np.stack(discs))
+    result = CliRunner().invoke(cli, ["eval", "--split", "custom", "--data", str(tmp_path / "data"), "--model", "a=default", "--prompt", "box",
+                                      "--tile", str(TILE), "--tile-overlap", str(OVERLAP), "--batch-size", "1", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    document = json.loads((tmp_path / "out" / "results.json").read_text())
+    clear = next(row for row in document["tables"][0]["rows"] if row["label"] == "Clear")["values"]["a"]
+    boxes = next(iter(json.loads((tmp_path / "out" / "prompts.json").read_text())["datasets"].values()))["big"]
+    masks = TiledPromptSegmenter(PromptSegmenter(predictor, batch_size=1), TILE, OVERLAP)(
+        ArraySource(image), [Prompt(box=tuple(float(v) for v in prompt["box"])) for prompt in boxes])
+    assert clear["iou"] == pytest.approx(np.mean([mask_iou(mask.mask, disc) for mask, disc in zip(masks, discs)]), abs=1e-9)
+    assert document["tiling"] == [TILE, OVERLAP]

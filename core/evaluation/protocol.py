@@ -198,16 +198,18 @@ class ResultCache:
             handle.write(json.dumps(record) + "\n")
 
 
-def model_fingerprint(spec: ModelSpec, precision: str) -> dict[str, Any]:
-    """What identifies a model's results: its checkpoint file (path, size, mtime), path and precision."""
+def model_fingerprint(spec: ModelSpec, precision: str, tiling: Optional[tuple[int, int]] = None) -> dict[str, Any]:
+    """What identifies a model's results: its checkpoint file (path, size, mtime), path, precision
+    and, when tiled, (tile, overlap)."""
     stat = spec.checkpoint.stat()
-    return {
+    fingerprint = {
         "checkpoint": str(spec.checkpoint.resolve()),
         "size": stat.st_size,
         "mtime_ns": stat.st_mtime_ns,
         "robust": spec.robust,
         "precision": precision,
     }
+    return fingerprint if tiling is None else {**fingerprint, "tiling": list(tiling)}
 
 
 def require_checkpoints(models: list[ModelSpec]) -> None:
@@ -255,6 +257,20 @@ def predict_objects(
     return np.concatenate(masks), np.concatenate(scores)
 
 
+def predict_objects_tiled(
+    predictor: RobustPredictor, image: np.ndarray, prompts: list[ObjectPrompt], prompt_type: str, batch_size: int, tiling: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """`predict_objects` on (tile, overlap) tiles of `image` at full resolution (`core.tiling`)."""
+    from ..data.prompt_files import Prompt
+    from ..inference.segment import PromptSegmenter
+    from ..tiling import ArraySource, TiledPromptSegmenter
+
+    as_prompts = [Prompt(points=tuple(map(tuple, p.points.tolist())), labels=(1,) * len(p.points)) if prompt_type == "points"
+                  else Prompt(box=tuple(float(v) for v in p.box)) for p in prompts]  # type: ignore[arg-type]
+    masks = TiledPromptSegmenter(PromptSegmenter(predictor, batch_size=batch_size), *tiling)(ArraySource(image), as_prompts)
+    return np.stack([mask.mask for mask in masks]), np.array([mask.predicted_iou for mask in masks])
+
+
 def score_image(
     predictor: RobustPredictor,
     sample: Sample,
@@ -262,13 +278,18 @@ def score_image(
     prompt_type: str,
     batch_size: int,
     categories: Optional[list[int]] = None,
+    tiling: Optional[tuple[int, int]] = None,
 ) -> ImageResult:
-    """Encodes `sample.image` once, predicts every prompted object, and scores the masks against the GT."""
+    """Encodes `sample.image` once (or each (tile, overlap) tile that holds a prompt, with `tiling`),
+    predicts every prompted object, and scores the masks against the full-size GT."""
     kept = [i for i, prompt in enumerate(prompts) if prompt is not None]
     if not kept:
         return ImageResult({name: [] for name in MASK_METRICS}, [])
-    predictor.set_image(sample.image)
-    preds, scores = predict_objects(predictor, [prompts[i] for i in kept], prompt_type, batch_size)
+    if tiling is None:
+        predictor.set_image(sample.image)
+        preds, scores = predict_objects(predictor, [prompts[i] for i in kept], prompt_type, batch_size)
+    else:
+        preds, scores = predict_objects_tiled(predictor, sample.image, [prompts[i] for i in kept], prompt_type, batch_size, tiling)
     gts = sample.masks[kept]
     boundary = np.concatenate(
         [batch_boundary_iou(preds[s : s + _BOUNDARY_CHUNK], gts[s : s + _BOUNDARY_CHUNK]) for s in range(0, len(kept), _BOUNDARY_CHUNK)]
@@ -299,6 +320,13 @@ class EvalSettings:
     precision: str = "fp32"
     batch_size: int = 32
     fresh: bool = False
+    tile: Optional[int] = None
+    tile_overlap: int = 0
+
+    @property
+    def tiling(self) -> Optional[tuple[int, int]]:
+        """(tile, overlap) when images are segmented in tiles, else None."""
+        return None if self.tile is None else (self.tile, self.tile_overlap)
 
 
 # results[model][(dataset, condition)] -> {image name: ImageResult}
@@ -373,7 +401,7 @@ def evaluate(
     results: Results = {}
     require_checkpoints(models)
     for spec in models:
-        cache = ResultCache(cache_dir, spec.name, model_fingerprint(spec, settings.precision), settings.fresh, part)
+        cache = ResultCache(cache_dir, spec.name, model_fingerprint(spec, settings.precision, settings.tiling), settings.fresh, part)
         predictor: Optional[RobustPredictor] = None
         per_model = results.setdefault(spec.name, {})
         for item in plan.items if items is None else items:
@@ -402,6 +430,7 @@ def evaluate(
                     settings.prompt_type,
                     settings.batch_size,
                     categories(item.index) if categories is not None else None,
+                    settings.tiling,
                 )
                 cache.put(item.dataset, item.condition, item.name, digest, result)
             per_model.setdefault((item.dataset, item.condition), {})[item.name] = result
@@ -419,7 +448,7 @@ def collect_results(models: list[ModelSpec], plan: EvalPlan, cache_dir: Path, se
     """
     results: Results = {}
     for spec in models:
-        records = read_cached(cache_dir, spec.name, model_fingerprint(spec, settings.precision))
+        records = read_cached(cache_dir, spec.name, model_fingerprint(spec, settings.precision, settings.tiling))
         per_model = results.setdefault(spec.name, {})
         for item in plan.items:
             digest = _prompt_digest(settings.prompt_type, plan.object_prompts(item))
