@@ -109,7 +109,7 @@ def _onnx_predictor(ctx: click.Context, onnx_dir: Optional[Path]) -> Any:
 @click.option("--prompts", "prompts_path", type=click.Path(path_type=Path), help="The tool's prompt JSON or a COCO instances JSON; without it, segment everything.")
 @click.option("--prompt-from", type=click.Choice(["box", "point"]), default="box", show_default=True, help="COCO prompts: the box, or one interior point of the mask.")
 @click.option("--recursive", is_flag=True, help="Also search sub-folders (and ** in globs).")
-@click.option("--format", "output_format", type=click.Choice(["png", "coco", "label"]), default="png", show_default=True, help="png: DIR/<stem>/<k>.png + metadata.csv; coco: DIR/coco_results.json; label: DIR/<stem>.png (16-bit).")
+@click.option("--format", "output_format", type=click.Choice(["png", "coco", "label", "geojson"]), default="png", show_default=True, help="png: DIR/<stem>/<k>.png + metadata.csv; coco: DIR/coco_results.json; label: DIR/<stem>.png (16-bit; with --tile DIR/<stem>.tif); geojson (with --tile): DIR/<stem>.geojson in the GeoTIFF's CRS.")
 @click.option("--overlay", is_flag=True, help="Also write DIR/<stem>_overlay.png with masks, boxes and points drawn.")
 @click.option("--multimask", is_flag=True, help="Predict three masks per prompt and keep the one with the best predicted IoU.")
 @click.option("--all-masks", is_flag=True, help="With --multimask, keep all three (mask k = 3 * prompt + candidate).")
@@ -174,6 +174,8 @@ def segment(
         check_tiling(tile, tile_overlap)  # before the model loads
     if tile is None and _given(ctx, "tile_overlap"):
         raise click.UsageError("--tile-overlap needs --tile")
+    if tile is None and output_format == "geojson":
+        raise click.UsageError("--format geojson needs --tile (polygons in the GeoTIFF's CRS come from its windowed reader)")
     if tile is not None and overlay:
         raise click.UsageError("--overlay draws on the whole image in memory; leave it out with --tile")
     if prompt_coords == "map" and prompts_path is None:

@@ -226,11 +226,11 @@ def _write_geotiff(path: Path, image: np.ndarray, crs: str | None) -> tuple[floa
     """Writes `image` as a GeoTIFF with 0.5 m pixels whose top-left corner is at (500000, 4100000)
     (in `crs`, UTM zone 33N: EPSG:32633); returns (x origin, y origin, pixel size)."""
     import rasterio
-    from rasterio.transform import from_origin
+    from affine import Affine  # rasterio's transform type
 
     x_origin, y_origin, pixel = 500_000.0, 4_100_000.0, 0.5
     profile = dict(driver="GTiff", height=image.shape[0], width=image.shape[1], count=3, dtype="uint8", tiled=True,
-                   blockxsize=128, blockysize=128, transform=from_origin(x_origin, y_origin, pixel, pixel))
+                   blockxsize=128, blockysize=128, transform=Affine(pixel, 0.0, x_origin, 0.0, -pixel, y_origin))
     if crs is not None:
         profile["crs"] = crs
     with rasterio.open(path, "w", **profile) as dataset:
@@ -309,3 +309,25 @@ def test_eval_scores_tiled_segmentation_against_the_full_size_masks(tmp_path: Pa
         ArraySource(image), [Prompt(box=tuple(float(v) for v in prompt["box"])) for prompt in boxes])
     assert clear["iou"] == pytest.approx(np.mean([mask_iou(mask.mask, disc) for mask, disc in zip(masks, discs)]), abs=1e-9)
     assert document["tiling"] == [TILE, OVERLAP]
+
+
+def test_geotiff_round_trip_gives_geojson_in_its_crs_that_maps_back_onto_the_masks(tmp_path: Path) -> None:
+    import imageio.v3 as iio
+
+    from core.geometry import polygons_to_mask
+
+    image, _ = scene(600, 700, [(250, 100, 40), (420, 300, 35)])
+    x_origin, y_origin, pixel = _write_geotiff(tmp_path / "geo.tif", image, "EPSG:32633")
+    (tmp_path / "prompts.json").write_text(json.dumps({"geo.tif": [{"box": [210, 60, 290, 140]}, {"box": [385, 265, 455, 335]}]}))
+    for output_format in ("png", "geojson"):
+        result = CliRunner().invoke(cli, ["segment", str(tmp_path / "geo.tif"), "--prompts", str(tmp_path / "prompts.json"), "-o", str(tmp_path / "out"),
+                                          "--tile", str(TILE), "--tile-overlap", str(OVERLAP), "--format", output_format])
+        assert result.exit_code == 0, result.output
+    collection = json.loads((tmp_path / "out" / "geo.geojson").read_text())
+    assert collection["crs"]["properties"]["name"] == "EPSG:32633" and len(collection["features"]) == 2
+    for k, feature in enumerate(collection["features"]):
+        polygons = [[np.array([((x - x_origin) / pixel, (y_origin - y) / pixel) for x, y in ring[:-1]]) for ring in polygon]
+                    for polygon in feature["geometry"]["coordinates"]]
+        exterior = np.array(feature["geometry"]["coordinates"][0][0])
+        assert 0.5 * np.sum(exterior[:-1, 0] * exterior[1:, 1] - exterior[1:, 0] * exterior[:-1, 1]) > 0  # counter-clockwise in map coordinates
+        assert np.array_equal(polygons_to_mask(polygons, 600, 700), iio.imread(tmp_path / "out" / "geo" / f"{k}.png") > 0)

@@ -6,6 +6,7 @@ and stitched, segment-everything merged over seams, tiled TIFF label output.
 """
 
 from .degrade import SEAMLESS, degrade_tiled
+from .geojson import GeoJsonWriter, feature_collection
 from .geo import GeoTiffSource, map_prompts_to_pixels, prompts_to_pixels
 from .grid import TileGrid, Window, check_tiling
 from .merge import iou_within, merge_seams
@@ -18,6 +19,7 @@ __all__ = [
     "SEAMLESS",
     "SEAM_IOU",
     "ArraySource",
+    "GeoJsonWriter",
     "GeoTiffSource",
     "ImageSource",
     "PlacedMask",
@@ -29,6 +31,7 @@ __all__ = [
     "Window",
     "check_tiling",
     "degrade_tiled",
+    "feature_collection",
     "iou_within",
     "map_prompts_to_pixels",
     "merge_seams",

@@ -60,10 +60,13 @@ class TiledLabelWriter:
 
 
 def tiled_writers(output_dir: str | Path, output_format: str) -> list[Any]:
-    """The writers of a tiled run: 'label' as a tiled TIFF; 'png' and 'coco' as in an untiled run
-    (each mask expanded to full size one at a time)."""
+    """The writers of a tiled run: 'label' as a tiled TIFF, 'geojson' in the image's CRS; 'png' and
+    'coco' as in an untiled run (each mask expanded to full size one at a time)."""
     from ..inference.mask_writers import make_writers
+    from .geojson import GeoJsonWriter
 
     if output_format == "label":
         return [TiledLabelWriter(Path(output_dir))]
+    if output_format == "geojson":
+        return [GeoJsonWriter(Path(output_dir))]
     return make_writers(output_dir, output_format, overlay=False)
