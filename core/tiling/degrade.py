@@ -16,7 +16,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from ..data.io import atomic_path
+from ..io import atomic_path
 from ..degradations.preview import apply, to_tensor, to_uint8
 from ..errors import InputError
 from .grid import Window

@@ -9,7 +9,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from ..data.io import to_rgb8
+from ..io import to_rgb8
 from ..data.prompt_files import Prompt
 from ..errors import InputError
 from .grid import Window

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..data.io import atomic_path
+from ..io import atomic_path
 from ..inference.mask_writers import ImageJob
 from .geo import GeoTiffSource
 from .placed import PlacedMask

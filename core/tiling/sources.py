@@ -14,7 +14,7 @@ from typing import Optional, Protocol
 
 import numpy as np
 
-from ..data.io import read_image, to_rgb8
+from ..io import read_image, to_rgb8
 from ..errors import InputError
 from .grid import Window
 

@@ -8,7 +8,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ..data.io import atomic_path
+from ..io import atomic_path
 from ..inference.mask_writers import ImageJob
 from .grid import Window
 from .placed import PlacedMask
