@@ -50,7 +50,7 @@ class ArraySource:
 
 class TiffSource:
     """The full-resolution level of a TIFF read through its strips or tiles (chunky samples);
-    other layouts (planar samples, JPEG-in-OJPEG...) are decoded whole on first read."""
+    other layouts (planar samples, volumes) are decoded whole on first read."""
 
     def __init__(self, path: Path) -> None:
         import tifffile
@@ -60,7 +60,8 @@ class TiffSource:
             self._file = tifffile.TiffFile(path)
             self._page = self._file.series[0].levels[0].keyframe
         except Exception as error:  # tifffile raises many types for corrupt files
-            raise InputError(f"{path}: not a readable TIFF ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
+            detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise InputError(f"{path}: not a readable TIFF ({type(error).__name__}{': ' + detail if detail else ''})") from None
         shape = self._page.shape
         self.height, self.width = int(self._page.imagelength), int(self._page.imagewidth)
         if len(shape) not in (2, 3):
