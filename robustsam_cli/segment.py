@@ -12,13 +12,17 @@ from rich.table import Table
 from rich.text import Text
 
 from core import MODEL_CONFIGS, resolve_device
+from core.geometry import DEFAULT_TOLERANCE
+from core.inference.batching import ImageBatch
 from core.inference.loading import open_predictor
+from core.inference.mask_writers import FORMATS
 from core.inference.segment import ImageResult, SegmentSummary, prepare_run
 from core.parallel import STATE_DIR, add_summaries, run_shard, shard_run
 
 from .parallel import Parallel, launch, parallel_options, pop_parallel
 from .outcome import allow_empty_option, print_error, report_empty, report_failures
 from .defaults import apply_amg_defaults, checkpoint_or_default, console, named_checkpoint
+from .image_batch import image_batch_option, resolve_image_batch
 
 # Flags of segment-anything's scripts/amg.py, as SamAutomaticMaskGenerator keyword arguments.
 _UNIT = click.FloatRange(0.0, 1.0)
@@ -108,11 +112,17 @@ def _onnx_predictor(ctx: click.Context, onnx_dir: Optional[Path]) -> Any:
 @click.option("--prompts", "prompts_path", type=click.Path(path_type=Path), help="The tool's prompt JSON or a COCO instances JSON; without it, segment everything.")
 @click.option("--prompt-from", type=click.Choice(["box", "point"]), default="box", show_default=True, help="COCO prompts: the box, or one interior point of the mask.")
 @click.option("--recursive", is_flag=True, help="Also search sub-folders (and ** in globs).")
-@click.option("--format", "output_format", type=click.Choice(["png", "coco", "label"]), default="png", show_default=True, help="png: DIR/<stem>/<k>.png + metadata.csv; coco: DIR/coco_results.json; label: DIR/<stem>.png (16-bit).")
+@click.option("--format", "output_format", type=click.Choice(FORMATS), default="png", show_default=True,
+              help="png: DIR/<stem>/<k>.png + metadata.csv; coco: DIR/coco_results.json (RLE); label: DIR/<stem>.png (16-bit); "
+                   "polygons: DIR/instances_polygons.json (COCO polygons); geojson: DIR/<stem>.geojson; "
+                   "yolo: DIR/labels/<stem>.txt + DIR/data.yaml.")
+@click.option("--polygon-tolerance", type=click.FloatRange(min=0), default=DEFAULT_TOLERANCE, show_default=True,
+              help="[polygons, geojson, yolo] Pixels by which outlines may be simplified (0: every contour vertex).")
 @click.option("--overlay", is_flag=True, help="Also write DIR/<stem>_overlay.png with masks, boxes and points drawn.")
 @click.option("--multimask", is_flag=True, help="Predict three masks per prompt and keep the one with the best predicted IoU.")
 @click.option("--all-masks", is_flag=True, help="With --multimask, keep all three (mask k = 3 * prompt + candidate).")
 @click.option("--prompt-batch", type=click.IntRange(min=1), default=16, show_default=True, help="Prompts decoded at once.")
+@image_batch_option
 @click.option("--checkpoint", type=click.Path(path_type=Path), help="RobustSAM (or SAM) checkpoint .pth; `default` or none: the built-in model.")
 @click.option("--sam-checkpoint", type=click.Path(path_type=Path), help="SAM checkpoint under a robust-modules-only --checkpoint.")
 @click.option("--model-type", type=click.Choice(sorted(MODEL_CONFIGS)), help="Inferred from the checkpoint when omitted.")
@@ -137,10 +147,12 @@ def segment(
     prompt_from: str,
     recursive: bool,
     output_format: str,
+    polygon_tolerance: float,
     overlay: bool,
     multimask: bool,
     all_masks: bool,
     prompt_batch: int,
+    image_batch: Optional[ImageBatch],
     checkpoint: Optional[Path],
     sam_checkpoint: Optional[Path],
     model_type: Optional[str],
@@ -180,7 +192,10 @@ def segment(
     if precision == "fp16" and torch_device.type != "cuda":
         raise click.UsageError(f"fp16 (--half) needs a CUDA device, not {torch_device}; use --precision bf16 or fp32")
     predictor = None
+    image_batch = resolve_image_batch(image_batch, torch_device)
     if backend == "onnx":
+        if image_batch != 1:
+            raise click.UsageError("--image-batch is for --backend torch; the ONNX encoder takes one image at a time")
         predictor = _onnx_predictor(ctx, onnx_dir)
         mode = "robust" if predictor.robust else "sam"
         model = None
@@ -203,7 +218,8 @@ def segment(
                 dict(model_type=model_type, checkpoint=str(checkpoint), sam_checkpoint=sam_checkpoint and str(sam_checkpoint),
                      cuda=torch_device.type == "cuda"),
                 dict(prompts=prompts_path and str(prompts_path), prompt_from=prompt_from, recursive=recursive,
-                     output_format=output_format, overlay=overlay, multimask=multimask, all_masks=all_masks,
+                     output_format=output_format, polygon_tolerance=polygon_tolerance, overlay=overlay,
+                     multimask=multimask, all_masks=all_masks, image_batch=image_batch,
                      prompt_batch=prompt_batch, robust=mode == "robust", precision=precision,
                      generator_options=generator_options, overwrite=overwrite))
         return
@@ -215,6 +231,7 @@ def segment(
         prompt_from=prompt_from,
         recursive=recursive,
         output_format=output_format,
+        polygon_tolerance=polygon_tolerance,
         overlay=overlay,
         multimask=multimask,
         all_masks=all_masks,
@@ -224,6 +241,7 @@ def segment(
         generator_options=generator_options,
         overwrite=overwrite,
         predictor=predictor,
+        image_batch=image_batch,
     )
     if not run.jobs:
         report_empty(f"{', '.join(inputs)}: no images to segment", allow_empty)

@@ -3,9 +3,9 @@
     model = build_robustsam(None, "robustsam_vit_b.pth")
     summary = segment(model, ["imgs/"], "masks/", prompts="boxes.json")
 
-One `set_image` per image however many prompts; prompts are decoded in batches; the next images
-are read from disk in a background thread while the model runs; finished images are skipped, so
-an interrupted run resumes where it stopped.
+One encoding per image however many prompts (`image_batch` images in one forward pass); prompts are
+decoded in batches; the next images are read from disk on background threads while the model runs;
+finished images are skipped, so an interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ from __future__ import annotations
 import glob
 import os
 import time
-from collections import defaultdict, deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -30,13 +29,13 @@ from ..data.prompt_files import Prompt, PromptSet, load_prompts
 from ..errors import InputError
 from ..model.robustsam import RobustSam
 from .amg import RobustAutomaticMaskGenerator
+from .batching import ImageBatch, ImageBatches
 from .loading import make_predictor
 from .mask_writers import ImageJob, MaskRecord, MaskWriter, make_writers
 from .predictor import RobustPredictor
 
 # Masks for an (H, W, 3) uint8 image and its prompts (None: segment everything).
 Segmenter = Callable[[np.ndarray, Optional[Sequence[Prompt]]], list[MaskRecord]]
-PREFETCH_IMAGES = 2
 
 
 @dataclass(frozen=True)
@@ -271,18 +270,16 @@ class SegmentSummary:
     seconds: float = 0.0
 
 
-def _prefetch(jobs: Sequence[ImageJob], depth: int = PREFETCH_IMAGES) -> Iterator[tuple[ImageJob, Future]]:
-    """Yields each job with a future of its (H, W, 3) image, reading `depth` images ahead in a thread."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-reader") as pool:
-        futures = deque(pool.submit(read_image, job.path) for job in jobs[: depth + 1])
-        for index, job in enumerate(jobs):
-            if index + depth + 1 < len(jobs):
-                futures.append(pool.submit(read_image, jobs[index + depth + 1].path))
-            yield job, futures.popleft()
+def _read_job(job: ImageJob) -> np.ndarray:
+    """The (H, W, 3) image of a job; InputError for a job failed in advance or an unreadable file."""
+    if job.error is not None:
+        raise InputError(job.error)
+    return read_image(job.path)
 
 
 class SegmentRun:
-    """A planned run: `pending` jobs to segment, `done` jobs whose outputs already exist."""
+    """A planned run: `pending` jobs to segment, `done` jobs whose outputs already exist. `batches`
+    reads and encodes the images (by default: read ahead, each encoded by the segmenter)."""
 
     def __init__(
         self,
@@ -290,11 +287,13 @@ class SegmentRun:
         segmenter: Segmenter,
         writers: Sequence[MaskWriter],
         overwrite: bool = False,
+        batches: Optional[ImageBatches] = None,
     ) -> None:
         _check_output_names(jobs, writers)
         self.jobs = list(jobs)
         self.segmenter = segmenter
         self.writers = list(writers)
+        self.batches = batches if batches is not None else ImageBatches(None)
         finished = [not overwrite and job.error is None and self._is_done(job) for job in self.jobs]
         self.pending = [job for job, done in zip(self.jobs, finished) if not done]
         self.done = [job for job, done in zip(self.jobs, finished) if done]
@@ -307,11 +306,9 @@ class SegmentRun:
         `finish=False` leaves joining the outputs of all jobs (COCO results) to a later `finish()`."""
         start = time.perf_counter()
         summary = SegmentSummary(skipped=len(self.done))
-        for job, image_future in _prefetch(self.pending):
+        for job, image_future in self.batches(self.pending, _read_job):
             result = ImageResult(job)
             try:
-                if job.error is not None:
-                    raise InputError(job.error)
                 image = image_future.result()
                 records = self.segmenter(image, job.prompts)
                 for writer in self.writers:
@@ -347,6 +344,7 @@ def prepare_run(
     prompt_from: str = "box",
     recursive: bool = False,
     output_format: str = "png",
+    polygon_tolerance: Optional[float] = None,
     overlay: bool = False,
     multimask: bool = False,
     all_masks: bool = False,
@@ -356,6 +354,7 @@ def prepare_run(
     generator_options: Optional[dict[str, Any]] = None,
     overwrite: bool = False,
     predictor: Optional[SamPredictor] = None,
+    image_batch: ImageBatch = 1,
 ) -> SegmentRun:
     """Finds the images, reads the prompts and plans a run writing `output_format` to `output_dir`.
 
@@ -364,7 +363,8 @@ def prepare_run(
     Raises InputError for unusable inputs or prompt files. `model` is a RobustSam or a GleSam
     (`core.inference.open_model` opens either); `predictor` runs instead of its predictor (`model` may
     then be None): any SamPredictor-shaped predictor, such as `core.deploy.OnnxPredictor`; `robust`
-    and `precision` are then its own.
+    and `precision` are then its own. `image_batch` images (a number, or 'auto') are encoded in one
+    forward pass; the outputs are the same for every value.
     """
     require_output_dir(output_dir)
     prompt_set = load_prompts(prompts, prompt_from) if prompts is not None and not isinstance(prompts, PromptSet) else prompts
@@ -378,7 +378,8 @@ def prepare_run(
         segmenter = AutomaticSegmenter(generator)
     else:
         segmenter = PromptSegmenter(predictor, multimask, all_masks, prompt_batch)
-    return SegmentRun(jobs, segmenter, make_writers(output_dir, output_format, overlay), overwrite)
+    writers = make_writers(output_dir, output_format, overlay, polygon_tolerance)
+    return SegmentRun(jobs, segmenter, writers, overwrite, ImageBatches(predictor, image_batch))
 
 
 def segment(model: Optional[RobustSam], inputs: Sequence[str | os.PathLike], output_dir: str | os.PathLike, **options: Any) -> SegmentSummary:
