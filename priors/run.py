@@ -19,6 +19,7 @@ import numpy as np
 
 from core.data.io import read_image
 from core.errors import per_image
+from core.inference.batching import ImageBatch, ImageBatches
 from core.model.checkpoint import RobustModulesUninitialized
 from core.parallel import Shard, counter, image_area, shard_items, worker_model
 
@@ -62,28 +63,33 @@ def generate_priors(
     features: bool = False,
     overwrite: bool = False,
     on_image: ImageCallback = lambda path, error, single: None,
+    image_batch: ImageBatch = 1,
 ) -> PriorSummary:
     """Writes the priors of `entries` ((name, path)) under `output` whose files are missing (all of
     them with `overwrite`): the gray map, the partition for task 'deblur', the features when asked.
+    Images are read ahead and encoded `image_batch` at a time (the files are the same for every value).
 
     An unreadable image is a failure of that image alone; `on_image` is called after each image.
     """
     wanted = ["gray"] + (["segments"] if task == "deblur" else []) + (["features"] if features else [])
     summary = PriorSummary()
-    for name, path in entries:
-        files = prior_files(output, name)
+    done = [not overwrite and all(prior_files(output, name)[key].is_file() for key in wanted) for name, _ in entries]
+    missing = [entry for entry, skip in zip(entries, done) if not skip]
+    images = ImageBatches(generator.predictor, image_batch)(missing, lambda entry: read_image(entry[1]))
+    for (name, path), skip in zip(entries, done):
         error, single = None, False
-        if not overwrite and all(files[key].is_file() for key in wanted):
+        if skip:
             summary.skipped += 1
         else:
+            _, image = next(images)
             failed: list[str] = []
             with per_image(failed.append):
-                result = generator(read_image(path), partition=task == "deblur", features=features)
+                result = generator(image.result(), partition=task == "deblur", features=features)
             if failed:
                 error = failed[0]
                 summary.failures.append(error)
             else:
-                write_prior(files, result)
+                write_prior(prior_files(output, name), result)
                 summary.written += 1
                 single = len(np.unique(result.gray)) <= 1
                 if single:
@@ -94,14 +100,14 @@ def generate_priors(
 
 def prior_worker(shard: Shard, progress: Callable[[int, int], None], build: dict[str, Any], robust: bool,
                  settings: dict[str, Any], images: list[str], pattern: str, output: str, task: str, features: bool,
-                 overwrite: bool) -> dict[str, Any]:
+                 overwrite: bool, image_batch: ImageBatch = 1) -> dict[str, Any]:
     """torchrun entry: builds the generator on this rank's device and writes its shard's priors;
     returns its summary."""
     with sam_path_quiet(robust):
         generator = PriorGenerator(worker_model(build), robust=robust, **settings)
     entries = prior_part(collect_images(images, pattern), shard)
     advance = counter(progress, len(entries))
-    return asdict(generate_priors(generator, entries, Path(output), task, features, overwrite, lambda *image: advance()))
+    return asdict(generate_priors(generator, entries, Path(output), task, features, overwrite, lambda *image: advance(), image_batch))
 
 
 def add_prior_summaries(parts: Sequence[dict[str, Any]]) -> PriorSummary:

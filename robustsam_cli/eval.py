@@ -38,10 +38,12 @@ from core.evaluation import (
     write_json,
     write_text,
 )
+from core.inference.batching import ImageBatch
 from core.evaluation.protocol import Results
 from core.inference.loading import checkpoint_method
 from core.parallel import STATE_DIR, eval_job, mark_done, plan_part
 
+from .image_batch import image_batch_option, resolve_image_batch
 from .parallel import Parallel, launch, parallel_options, pop_parallel
 
 from .outcome import FailedImages, allow_empty_option, report_empty, report_failures
@@ -78,6 +80,7 @@ def rich_table(table: Table, models: list[str], metric: str) -> RichTable:
 @click.option("--device", default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Prompts decoded at once (full-size masks for each).")
+@image_batch_option
 @click.option("--fresh", is_flag=True, help="Ignore cached results and evaluate everything again.")
 @allow_empty_option
 @parallel_options
@@ -94,6 +97,7 @@ def eval_command(
     device: str,
     precision: str,
     batch_size: int,
+    image_batch: Optional[ImageBatch],
     fresh: bool,
     allow_empty: bool,
     **parallel_params: Any,
@@ -127,7 +131,8 @@ def eval_command(
     for entry in skipped:
         console.print(f"[yellow]{escape(entry['dataset'])}: skipped ({escape(entry['reason'])})[/yellow]")
 
-    settings = EvalSettings(prompt_type, limit, device, precision, batch_size, fresh)
+    image_batch = resolve_image_batch(image_batch, resolve_device(device))
+    settings = EvalSettings(prompt_type, limit, device, precision, batch_size, fresh, image_batch)
     failed = FailedImages(Console(stderr=True, soft_wrap=True))
     plan = EvalPlan(datasets, prompts, limit, failed)  # draws every image's prompts, before any split
     if not plan.items and not plan.failures:

@@ -10,6 +10,7 @@ from typing import Any, Callable, Optional
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from core.inference.batching import ImageBatch
 from core.inference.loading import open_model
 from core.device import resolve_device
 from core.errors import InputError
@@ -19,6 +20,7 @@ from priors.generate import PRIOR_GENERATOR_DEFAULTS, PriorGenerator
 from priors.run import add_prior_summaries, generate_priors, prior_part, sam_path_quiet
 
 from .defaults import apply_amg_defaults, checkpoint_or_default, console, named_checkpoint
+from .image_batch import image_batch_option, resolve_image_batch
 from .outcome import allow_empty_option, print_error, report_empty, report_failures
 from .parallel import launch, parallel_options, pop_parallel
 
@@ -91,6 +93,7 @@ def _write_manifest(output: Path, manifest: dict[str, Any]) -> None:
 @click.option("--glob", "pattern", default="**/*", show_default=True, help="Images to take from folder arguments.")
 @click.option("--features", is_flag=True, help="Also write the image embedding and early feature (.features.npz).")
 @click.option("--device", default="auto", show_default=True)
+@image_batch_option
 @click.option("--overwrite", is_flag=True, help="Recompute priors that already exist.")
 @click.option("--strict", is_flag=True, help="A prior with a single segment (no mask found) is an error (exit 2), not a warning.")
 @allow_empty_option
@@ -98,7 +101,7 @@ def _write_manifest(output: Path, manifest: dict[str, Any]) -> None:
 @parallel_options
 @click.pass_context
 def prior(ctx: click.Context, images: tuple[Path, ...], output: Path, task: str, pattern: str, features: bool, device: str,
-          overwrite: bool, strict: bool, allow_empty: bool, **options: Any) -> None:
+          image_batch: Optional[ImageBatch], overwrite: bool, strict: bool, allow_empty: bool, **options: Any) -> None:
     """Automatic masks of degraded IMAGES (files or folders) as restoration priors, written under -o.
 
     Per image NAME (a folder's images keep their relative paths): NAME.gray.png (uint8 gray-coded
@@ -108,6 +111,7 @@ def prior(ctx: click.Context, images: tuple[Path, ...], output: Path, task: str,
     """
     parallel = pop_parallel(options)
     require_output_dir(output)
+    image_batch = resolve_image_batch(image_batch, resolve_device(device))
     entries = collect_images(images, pattern)
     if not entries:
         report_empty(f"{', '.join(map(str, images))}: no images matching {pattern!r}", allow_empty)
@@ -136,7 +140,8 @@ def prior(ctx: click.Context, images: tuple[Path, ...], output: Path, task: str,
             work = dict(build=dict(model_type=options["model_type"], checkpoint=str(checkpoint), cuda=resolve_device(device).type == "cuda",
                                   sam_checkpoint=options["sam_checkpoint"] and str(named_checkpoint(options["sam_checkpoint"]))),
                        robust=options["mode"] == "robust", settings=generator_settings(options), images=[str(image) for image in images],
-                       pattern=pattern, output=str(output), task=task, features=features, overwrite=overwrite)
+                       pattern=pattern, output=str(output), task=task, features=features, overwrite=overwrite,
+                       image_batch=image_batch)
             summary = add_prior_summaries(launch("priors", "priors.run:prior_worker", work, Path(state), parallel.nodes))
         for failure in summary.failures:
             print_error(console(stderr=True), failure)
@@ -154,7 +159,7 @@ def prior(ctx: click.Context, images: tuple[Path, ...], output: Path, task: str,
                     warn_single(str(path), bar.console.print)
                 bar.advance(job)
 
-            summary = generate_priors(generator, entries, output, task, features, overwrite, report)
+            summary = generate_priors(generator, entries, output, task, features, overwrite, report, image_batch)
     single, failures = summary.single, summary.failures
     single_note = f", {len(single)} a single segment" if single else ""
     click.echo(f"{summary.written} written, {summary.skipped} already there, {len(failures)} failed{single_note} -> {output}", err=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Iterable, Iterator, Optional, TypeVar, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, Union
 
 import numpy as np
 import torch
@@ -64,9 +64,11 @@ class ImageBatches:
         self.auto = parse_image_batch(image_batch) == AUTO
         self.size: Optional[int] = None if self.auto and self.device.type == "cuda" else (1 if self.auto else int(image_batch))
 
-    def __call__(self, items: Iterable[Item], read: Callable[[Item], np.ndarray]) -> Iterator[tuple[Item, Future]]:
-        """Yields each item with a Future of its image, in order, after its batch is encoded. A read that
-        fails (InputError) leaves its image out of the batch; the Future raises it."""
+    def __call__(self, items: Iterable[Item], read: Callable[[Item], Any],
+                 image_of: Callable[[Any], np.ndarray] = lambda image: image) -> Iterator[tuple[Item, Future]]:
+        """Yields each item with a Future of what `read` returns for it (its image, or a record whose
+        `image_of` is the image), in order, after its batch is encoded. A read that fails (InputError)
+        leaves its image out of the batch; the Future raises it."""
         queue: deque[tuple[Item, Future]] = deque()
         remaining = iter(items)
         with ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="image-reader") as pool:
@@ -83,16 +85,15 @@ class ImageBatches:
                 group = [queue.popleft() for _ in range(min(size, len(queue)))]
                 while group:
                     chunk = group[: self.size or 1]
-                    if not self._encode(chunk):
+                    if not self._encode([image_of(future.result()) for _, future in chunk if future.exception() is None]):
                         continue
                     yield from chunk
                     group = group[len(chunk) :]
 
-    def _encode(self, chunk: list[tuple[Item, Future]]) -> bool:
-        """Encodes the images of `chunk` that were read; False when the GPU ran out of memory and the
-        batch size was halved (the caller retries with smaller chunks)."""
+    def _encode(self, images: list[np.ndarray]) -> bool:
+        """Encodes `images`; False when the GPU ran out of memory and the batch size was halved (the
+        caller retries with smaller chunks)."""
         encode = getattr(self.predictor, "set_image_batch", None)
-        images = [future.result() for _, future in chunk if future.exception() is None]
         if encode is None or not images:
             return True
         measure = self.size is None
@@ -102,9 +103,9 @@ class ImageBatches:
         try:
             encode(images)
         except torch.cuda.OutOfMemoryError:
-            if len(chunk) == 1:
+            if len(images) == 1:
                 raise
-            self.size = max(1, len(chunk) // 2)
+            self.size = max(1, len(images) // 2)
             torch.cuda.empty_cache()
             return False
         if measure:
