@@ -12,6 +12,7 @@ a `--method` flag at inference. Files are read with the project's safe reader (w
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
@@ -22,6 +23,7 @@ from ..errors import CheckpointError
 from ..model.build import build_robustsam
 from ..model.checkpoint import SAFETENSORS_SUFFIX, is_glesam_checkpoint, load_torch_file
 from ..model.robustsam import RobustSam
+from .glesam_predictor import GleSamPredictor
 from .predictor import RobustPredictor
 
 if TYPE_CHECKING:
@@ -68,13 +70,24 @@ def open_model(checkpoint: str | os.PathLike, *, sam_checkpoint: Optional[str | 
     return model
 
 
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model as the command line names it, for opening again elsewhere (e.g. in every torchrun worker)."""
+
+    checkpoint: Path
+    model_type: Optional[str] = None
+    sam_checkpoint: Optional[Path] = None
+
+    def open(self, device: str | torch.device = "cpu") -> Union[RobustSam, "GleSam"]:
+        """`open_model` of this checkpoint on `device`."""
+        return open_model(self.checkpoint, sam_checkpoint=self.sam_checkpoint, model_type=self.model_type, device=device)
+
+
 def make_predictor(model: Union[RobustSam, "GleSam"], *, robust: bool = True, precision: str = "fp32") -> RobustPredictor:
     """The predictor of a model `open_model` returned: GleSamPredictor for a GleSam (which has one path;
     `robust` is then ignored), else RobustPredictor on the robust path or, with `robust=False`, SAM's."""
     if isinstance(model, RobustSam):
         return RobustPredictor(model, robust=robust, precision=precision)
-    from ..glesam import GleSamPredictor
-
     return GleSamPredictor(model, precision=precision)
 
 

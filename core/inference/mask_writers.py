@@ -17,10 +17,9 @@ from typing import Any, Optional, Protocol, Sequence
 
 import numpy as np
 
-from ..data.io import atomic_path, write_image, write_mask
 from ..errors import InputError
 from ..geometry import DEFAULT_TOLERANCE, GEOMETRY_PACKAGES
-from ..evaluation.metrics import encode_rle
+from ..io import atomic_path, encode_rle, write_image, write_mask
 from ..data.prompt_files import Prompt
 
 # The columns of segment-anything's scripts/amg.py metadata.csv.

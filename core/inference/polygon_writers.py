@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..data.io import atomic_path
+from ..io import atomic_path
 from ..errors import InputError
 from ..geometry import DEFAULT_TOLERANCE, Polygon, bridge_rings, mask_to_polygons, to_coco_segmentation
 from .mask_writers import ImageJob, MaskRecord, read_parts, write_if_changed
