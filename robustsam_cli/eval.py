@@ -37,8 +37,7 @@ from core.inference.batching import ImageBatch
 from core.evaluation.shards import EvalLaunch, EvalPartSummary, eval_worker, plan_part
 from core.parallel import STATE_DIR, mark_done
 
-from .image_batch import image_batch_option, resolve_image_batch
-from .options import device_option, image_progress, precision_option
+from .options import device_option, image_batch_option, image_progress, precision_option, resolve_image_batch
 from .parallel import Parallel, launch, parallel_options, pop_parallel
 
 from .outcome import FailedImages, allow_empty_option, report_empty, report_failures
@@ -75,7 +74,7 @@ def rich_table(table: Table, models: list[str], metric: str) -> RichTable:
 @device_option()
 @precision_option()
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Prompts decoded at once (full-size masks for each).")
-@image_batch_option
+@image_batch_option()
 @click.option("--fresh", is_flag=True, help="Ignore cached results and evaluate everything again.")
 @allow_empty_option
 @parallel_options

@@ -22,9 +22,8 @@ from core.parallel import merge
 from priors.run import PriorLaunch, generate_priors, prior_part, prior_worker, sam_path_quiet
 
 from .defaults import apply_amg_defaults, checkpoint_or_default, console, named_checkpoint
-from .image_batch import image_batch_option, resolve_image_batch
 from .outcome import allow_empty_option, print_error, report_empty, report_failures
-from .options import device_option, generator_options, image_progress, model_options, stack
+from .options import device_option, generator_options, image_batch_option, image_progress, model_options, resolve_image_batch, stack
 from .parallel import launch, parallel_options, pop_parallel
 
 MANIFEST = "prior.json"
@@ -82,7 +81,7 @@ def _write_manifest(output: Path, manifest: dict[str, Any]) -> None:
 @click.option("--glob", "pattern", default="**/*", show_default=True, help="Images to take from folder arguments.")
 @click.option("--features", is_flag=True, help="Also write the image embedding and early feature (.features.npz).")
 @device_option()
-@image_batch_option
+@image_batch_option()
 @click.option("--overwrite", is_flag=True, help="Recompute priors that already exist.")
 @click.option("--strict", is_flag=True, help="A prior with a single segment (no mask found) is an error (exit 2), not a warning.")
 @allow_empty_option

@@ -22,8 +22,8 @@ from core.parallel import STATE_DIR, merge
 from .parallel import Parallel, launch, parallel_options, pop_parallel
 from .outcome import allow_empty_option, print_error, report_empty, report_failures
 from .defaults import apply_amg_defaults, checkpoint_or_default, console, named_checkpoint
-from .image_batch import image_batch_option, resolve_image_batch
-from .options import GENERATOR_OPTIONS, device_option, generator_options, image_progress, model_options, precision_option
+from .options import (GENERATOR_OPTIONS, device_option, generator_options, image_batch_option, image_progress, model_options,
+                      precision_option, resolve_image_batch)
 
 PROMPT_OPTIONS = ("prompt_from", "multimask", "all_masks", "prompt_batch")
 
@@ -94,7 +94,7 @@ def _onnx_predictor(ctx: click.Context, onnx_dir: Optional[Path]) -> Any:
 @click.option("--multimask", is_flag=True, help="Predict three masks per prompt and keep the one with the best predicted IoU.")
 @click.option("--all-masks", is_flag=True, help="With --multimask, keep all three (mask k = 3 * prompt + candidate).")
 @click.option("--prompt-batch", type=click.IntRange(min=1), default=16, show_default=True, help="Prompts decoded at once.")
-@image_batch_option
+@image_batch_option()
 @model_options()
 @device_option()
 @precision_option()

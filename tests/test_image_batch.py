@@ -52,7 +52,8 @@ def robustsam():
 def _glesam_predictor(sam):
     pytest.importorskip("diffusers")
     pytest.importorskip("peft")
-    from core.glesam import GleSam, GleSamPredictor, build_enhancer
+    from core.glesam import GleSam, build_enhancer
+    from core.inference import GleSamPredictor
 
     torch.manual_seed(0)
     return GleSamPredictor(GleSam(sam, build_enhancer(sam, lora_rank=4).eval()))
