@@ -36,7 +36,18 @@ def category_name(category_id: int) -> str:
     return "object" if category_id == 1 else f"category_{category_id}"
 
 
-class PolygonsWriter:
+class _OutlineWriter:
+    """What the outline writers share: the output folder and the simplification tolerance (pixels)."""
+
+    def __init__(self, output_dir: Path, tolerance: float = DEFAULT_TOLERANCE) -> None:
+        self.output_dir = output_dir
+        self.tolerance = tolerance
+
+    def finish(self, jobs: Sequence[ImageJob]) -> None:
+        pass
+
+
+class PolygonsWriter(_OutlineWriter):
     """`DIR/instances_polygons.json`: COCO instances (images, annotations, categories) whose
     segmentations are polygons, one flat polygon per connected component with its holes bridged in
     (COCO's polygons cannot hold holes; pycocotools' even-odd fill restores them). Annotations also
@@ -45,10 +56,6 @@ class PolygonsWriter:
     Each image's part goes first to `DIR/.polygon_parts/<stem>.json`; `finish` joins the parts in job
     order and numbers the annotations.
     """
-
-    def __init__(self, output_dir: Path, tolerance: float = DEFAULT_TOLERANCE) -> None:
-        self.output_dir = output_dir
-        self.tolerance = tolerance
 
     def _part(self, job: ImageJob) -> Path:
         return self.output_dir / POLYGON_PARTS_DIR / f"{job.stem}.json"
@@ -92,7 +99,7 @@ class PolygonsWriter:
         write_if_changed(self.output_dir / POLYGONS_NAME, json.dumps(document))
 
 
-class GeoJsonWriter:
+class GeoJsonWriter(_OutlineWriter):
     """`DIR/<stem>.geojson`: a FeatureCollection per image, one Feature per mask whose geometry is a
     MultiPolygon (RFC 7946 winding: exteriors counter-clockwise, holes clockwise, rings closed) and
     whose properties are `mask_index`, `prompt_index` (null when segmenting everything),
@@ -102,10 +109,6 @@ class GeoJsonWriter:
     Coordinates are image pixels (x right, y down); `output_coordinates` is the one place that maps
     them, so a georeferencing writer overrides it alone.
     """
-
-    def __init__(self, output_dir: Path, tolerance: float = DEFAULT_TOLERANCE) -> None:
-        self.output_dir = output_dir
-        self.tolerance = tolerance
 
     def done_paths(self, job: ImageJob) -> list[Path]:
         return [self.output_dir / f"{job.stem}.geojson"]
@@ -146,21 +149,14 @@ class GeoJsonWriter:
             rings.append(np.concatenate([mapped, mapped[:1]]).tolist())
         return rings
 
-    def finish(self, jobs: Sequence[ImageJob]) -> None:
-        pass
 
-
-class YoloWriter:
+class YoloWriter(_OutlineWriter):
     """`DIR/labels/<stem>.txt`: YOLO segmentation labels, one line per mask, `class x1 y1 x2 y2 ...` with
     coordinates divided by the image's width and height (6 decimals). The class is the category id
     minus 1. A mask of several parts or with holes becomes one polygon whose zero-width bridges join
     its rings (an even-odd fill, as YOLO's rasterisers do, gives the mask back). `DIR/data.yaml`
     names the classes; an image without masks gets an empty label file, as YOLO expects.
     """
-
-    def __init__(self, output_dir: Path, tolerance: float = DEFAULT_TOLERANCE) -> None:
-        self.output_dir = output_dir
-        self.tolerance = tolerance
 
     def done_paths(self, job: ImageJob) -> list[Path]:
         return [self.output_dir / YOLO_LABELS_DIR / f"{job.stem}.txt"]
