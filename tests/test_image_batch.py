@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from core import RobustPredictor, build_robustsam
+from core.errors import InputError
+from core.inference.batching import ImageBatches, parse_image_batch
 from core.model.default_model import DEFAULT_CHECKPOINT
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -50,7 +52,8 @@ def robustsam():
 def _glesam_predictor(sam):
     pytest.importorskip("diffusers")
     pytest.importorskip("peft")
-    from core.glesam import GleSam, GleSamPredictor, build_enhancer
+    from core.glesam import GleSam, build_enhancer
+    from core.inference import GleSamPredictor
 
     torch.manual_seed(0)
     return GleSamPredictor(GleSam(sam, build_enhancer(sam, lora_rank=4).eval()))
@@ -117,3 +120,47 @@ def test_predict_batch_needs_a_batch(robustsam) -> None:
     predictor.set_image(_images()[0])
     with pytest.raises(RuntimeError, match="set_image_batch"):
         predictor.predict_batch(box_batch=_boxes()[:1])
+
+
+class _SmallGpu:
+    """A predictor whose batches of more than `fits` images run out of memory."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, fits: int) -> None:
+        self.fits = fits
+        self.batches: list[int] = []
+
+    def set_image_batch(self, images: list[np.ndarray]) -> None:
+        if len(images) > self.fits:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        self.batches.append(len(images))
+
+
+def test_out_of_memory_halves_the_batch_and_the_run_goes_on() -> None:
+    predictor = _SmallGpu(fits=2)
+    batches = ImageBatches(predictor, 4)
+    seen = [(item, future.result()[0, 0, 0]) for item, future in batches(range(7), lambda item: np.full((2, 2, 3), item, np.uint8))]
+    assert seen == [(item, item) for item in range(7)]
+    assert predictor.batches == [2, 2, 2, 1] and batches.size == 2
+
+
+def test_unreadable_images_are_left_out_of_their_batch() -> None:
+    predictor = _SmallGpu(fits=4)
+
+    def read(item: int) -> np.ndarray:
+        if item == 1:
+            raise InputError("1.png: not a readable image")
+        return np.zeros((2, 2, 3), np.uint8)
+
+    results = list(ImageBatches(predictor, 3)(range(4), read))
+    assert [item for item, _ in results] == [0, 1, 2, 3] and predictor.batches == [2, 1]
+    with pytest.raises(InputError, match="1.png"):
+        results[1][1].result()
+
+
+@pytest.mark.parametrize("value", [0, -1, "0", "-3", "two", "1.5", ""])
+def test_image_batch_must_be_positive_or_auto(value) -> None:
+    with pytest.raises(InputError, match="--image-batch: must be a positive number of images or 'auto'"):
+        parse_image_batch(value)
+    assert parse_image_batch("auto") == "auto" and parse_image_batch("8") == 8

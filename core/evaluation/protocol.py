@@ -16,15 +16,17 @@ import json
 import math
 import re
 import warnings
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import numpy as np
 import torch
 
 from ..data.datasets import CLEAR, AnnotatedReader, DatasetSpec, Sample, SampleReader
 from ..errors import InputError, OnFailure, per_image
+from ..inference.batching import ImageBatch, ImageBatches
 from ..inference.loading import make_predictor, open_model
 from ..inference.predictor import RobustPredictor
 from ..io import encode_rle
@@ -312,7 +314,8 @@ def score_image(
 @dataclass
 class EvalSettings:
     """Options of a run: prompt type ('points' or 'box'), images per dataset and condition (None: all),
-    device, precision ('fp32', 'bf16', 'fp16'), prompts decoded per batch, and whether to ignore caches."""
+    device, precision ('fp32', 'bf16', 'fp16'), prompts decoded per batch, whether to ignore caches,
+    and images encoded per forward pass (a number or 'auto'; results are the same for every value)."""
 
     prompt_type: str = "points"
     limit: Optional[int] = None
@@ -320,6 +323,7 @@ class EvalSettings:
     precision: str = "fp32"
     batch_size: int = 32
     fresh: bool = False
+    image_batch: ImageBatch = 1
     tile: Optional[int] = None
     tile_overlap: int = 0
 
@@ -376,6 +380,10 @@ class EvalPlan:
     def object_prompts(self, item: EvalItem) -> list[Optional[ObjectPrompt]]:
         return self.prompts.entries[item.dataset][item.name]
 
+    def sample(self, item: EvalItem) -> Sample:
+        """The item's image and masks, read from its dataset (InputError when unreadable)."""
+        return self.readers[(item.dataset, item.condition)][item.index]
+
 
 def score_items(
     models: list[ModelSpec],
@@ -403,22 +411,27 @@ def score_items(
     require_checkpoints(models)
     for spec in models:
         cache = ResultCache(cache_dir, spec.name, model_fingerprint(spec, settings.precision, settings.tiling), settings.fresh, part)
-        predictor: Optional[RobustPredictor] = None
         per_model = results.setdefault(spec.name, {})
+        planned = []
         for item in plan.items if items is None else items:
-            object_prompts = plan.object_prompts(item)
-            digest = _prompt_digest(settings.prompt_type, object_prompts)
-            result = cache.get(item.dataset, item.condition, item.name, digest)
+            digest = _prompt_digest(settings.prompt_type, plan.object_prompts(item))
+            planned.append((item, digest, cache.get(item.dataset, item.condition, item.name, digest)))
+        missing = [item for item, _, result in planned if result is None]
+        samples: Iterator[tuple[EvalItem, Future]] = iter(())
+        if missing:
+            predictor, note = load_predictor(spec, device, settings.precision)
+            if note:
+                on_note(note)
+            # Tiled, each tile is encoded as it is segmented: the whole image is only read ahead.
+            encoder = None if settings.tiling else predictor
+            samples = ImageBatches(encoder, settings.image_batch)(missing, plan.sample, image_of=lambda sample: sample.image)
+        for item, digest, result in planned:
             if result is None:
-                if predictor is None:
-                    predictor, note = load_predictor(spec, device, settings.precision)
-                    if note:
-                        on_note(note)
-                reader = plan.readers[(item.dataset, item.condition)]
-                categories = getattr(reader, "categories", None)
+                _, sample_future = next(samples)
+                categories = getattr(plan.readers[(item.dataset, item.condition)], "categories", None)
                 failed: list[str] = []
                 with per_image(None if on_failure is None else failed.append):
-                    sample = reader[item.index]
+                    sample = sample_future.result()
                 if failed:
                     on_failure(failed[0])
                     cache.put_failure(item.dataset, item.condition, item.name, digest, failed[0])
@@ -427,7 +440,7 @@ def score_items(
                 result = score_image(
                     predictor,
                     sample,
-                    object_prompts,
+                    plan.object_prompts(item),
                     settings.prompt_type,
                     settings.batch_size,
                     categories(item.index) if categories is not None else None,

@@ -3,7 +3,8 @@
 COCO has no holes in polygon form: pycocotools rasterises each flat polygon even-odd and unions the
 polygons of an annotation (`frPyObjects` then `merge`). A hole therefore goes into its exterior as a
 "keyhole": the exterior walks a zero-width bridge to the hole, around it and back. The bridge adds
-nothing to an even-odd fill, so `COCO.annToMask` of the result is the polygon minus its holes.
+nothing to an even-odd fill, so `COCO.annToMask` of the result is the polygon minus its holes. The
+same bridges join all the rings of a mask into one (YOLO's one polygon per object).
 """
 
 from __future__ import annotations
@@ -17,18 +18,19 @@ from .polygons import Polygon
 
 def to_coco_segmentation(polygons: Sequence[Polygon]) -> list[list[float]]:
     """COCO `segmentation` of polygons: one flat list per polygon, its holes bridged in."""
-    return [flatten_ring(bridge_holes(polygon)) for polygon in polygons]
+    return [flatten_ring(bridge_rings(polygon)) for polygon in polygons]
 
 
-def bridge_holes(polygon: Polygon) -> np.ndarray:
-    """(K, 2) single ring covering an exterior minus its holes under an even-odd fill: each hole is
-    entered from the nearest vertex of the ring built so far and left back to it."""
-    ring = np.asarray(polygon[0], dtype=np.float64)
-    for hole in polygon[1:]:
-        hole = np.asarray(hole, dtype=np.float64)
-        distances = ((ring[:, None, :] - hole[None, :, :]) ** 2).sum(-1)
-        at_ring, at_hole = np.unravel_index(int(distances.argmin()), distances.shape)
-        loop = np.roll(hole, -at_hole, axis=0)
+def bridge_rings(rings: Sequence[np.ndarray]) -> np.ndarray:
+    """(K, 2) single ring whose even-odd fill is that of all `rings` together (an exterior minus its
+    holes, or every ring of a mask): each ring is entered from the nearest vertex of the ring built so
+    far and left back to it along the same zero-width bridge."""
+    ring = np.asarray(rings[0], dtype=np.float64)
+    for other in rings[1:]:
+        other = np.asarray(other, dtype=np.float64)
+        distances = ((ring[:, None, :] - other[None, :, :]) ** 2).sum(-1)
+        at_ring, at_other = np.unravel_index(int(distances.argmin()), distances.shape)
+        loop = np.roll(other, -at_other, axis=0)
         ring = np.concatenate([ring[: at_ring + 1], loop, loop[:1], ring[at_ring:]])
     return ring
 

@@ -12,7 +12,11 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from pycocotools import mask as mask_utils
 
+# The geometry extra (shapely, scikit-image) is imported where it is used, so that the rest of the
+# package and its defaults load without it.
+GEOMETRY_PACKAGES = ("shapely", "skimage")
 Polygon = list[np.ndarray]
 
 # Contours run half way between pixel centres, so a pixel centre lies 0.35 px or more from its
@@ -79,8 +83,6 @@ def polygons_to_mask(polygons: Sequence[Polygon], height: int, width: int) -> np
 
 
 def _fill_ring(ring: np.ndarray, height: int, width: int) -> np.ndarray:
-    from pycocotools import mask as mask_utils
-
     ring = np.asarray(ring, dtype=np.float64).reshape(-1, 2)
     if len(ring) < 3:
         return np.zeros((height, width), dtype=bool)

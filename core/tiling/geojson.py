@@ -15,11 +15,12 @@ from .geo import GeoTiffSource
 from .placed import PlacedMask
 
 
-def mask_polygons(mask: PlacedMask) -> list[list[np.ndarray]]:
-    """The polygons of `mask` in image pixel-edge coordinates (x, y), exterior ring first."""
+def mask_polygons(mask: PlacedMask, tolerance: float) -> list[list[np.ndarray]]:
+    """The polygons of `mask` in image pixel-edge coordinates (x, y), exterior ring first, simplified
+    by `tolerance` pixels."""
     from ..geometry import mask_to_polygons
 
-    return [[ring + (mask.x0, mask.y0) for ring in polygon] for polygon in mask_to_polygons(mask.crop)]
+    return [[ring + (mask.x0, mask.y0) for ring in polygon] for polygon in mask_to_polygons(mask.crop, tolerance)]
 
 
 def _ring_coordinates(ring: np.ndarray, source: Any) -> list[list[float]]:
@@ -35,12 +36,12 @@ def _ring_coordinates(ring: np.ndarray, source: Any) -> list[list[float]]:
     return points + points[:1]
 
 
-def feature_collection(masks: Sequence[PlacedMask], source: Any) -> dict[str, Any]:
+def feature_collection(masks: Sequence[PlacedMask], source: Any, tolerance: float) -> dict[str, Any]:
     """A FeatureCollection with one MultiPolygon per mask (properties: id, area in pixels, scores),
     with a `crs` member naming the GeoTIFF's CRS when there is one."""
     features = []
     for index, mask in enumerate(masks):
-        polygons = [[_ring_coordinates(ring, source) for ring in polygon] for polygon in mask_polygons(mask)]
+        polygons = [[_ring_coordinates(ring, source) for ring in polygon] for polygon in mask_polygons(mask, tolerance)]
         features.append({
             "type": "Feature",
             "geometry": {"type": "MultiPolygon", "coordinates": polygons},
@@ -54,17 +55,19 @@ def feature_collection(masks: Sequence[PlacedMask], source: Any) -> dict[str, An
 
 class GeoJsonWriter:
     """`DIR/<stem>.geojson`: the masks of a tiled run as polygons in the image's CRS (pixel
-    coordinates, y down, for an image without one)."""
+    coordinates, y down, for an image without one), outlined from each mask's crop so no full-size
+    mask is made (`core.inference.polygon_writers.GeoJsonWriter` writes untiled runs in pixels)."""
 
-    def __init__(self, output_dir: Path) -> None:
+    def __init__(self, output_dir: Path, tolerance: float) -> None:
         self.output_dir = output_dir
+        self.tolerance = tolerance
 
     def done_paths(self, job: ImageJob) -> list[Path]:
         return [self.output_dir / f"{job.stem}.geojson"]
 
     def write(self, job: ImageJob, image: Any, records: Sequence[PlacedMask]) -> None:
         with atomic_path(self.done_paths(job)[0]) as tmp:
-            tmp.write_text(json.dumps(feature_collection(records, image)), encoding="utf-8")
+            tmp.write_text(json.dumps(feature_collection(records, image, self.tolerance)), encoding="utf-8")
 
     def finish(self, jobs: Sequence[ImageJob]) -> None:
         pass

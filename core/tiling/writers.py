@@ -4,10 +4,11 @@ the full label image is never held in memory."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
+from ..errors import InputError
 from ..io import atomic_path
 from ..inference.mask_writers import ImageJob
 from .grid import Window
@@ -59,14 +60,17 @@ class TiledLabelWriter:
         pass
 
 
-def tiled_writers(output_dir: str | Path, output_format: str) -> list[Any]:
-    """The writers of a tiled run: 'label' as a tiled TIFF, 'geojson' in the image's CRS; 'png' and
-    'coco' as in an untiled run (each mask expanded to full size one at a time)."""
+def tiled_writers(output_dir: str | Path, output_format: str, polygon_tolerance: Optional[float] = None) -> list[Any]:
+    """The writers of a tiled run: 'label' as a tiled TIFF, 'geojson' in the image's CRS from each
+    mask's crop; 'png' and 'coco' as in an untiled run (each mask expanded to full size one at a time)."""
+    from ..geometry import DEFAULT_TOLERANCE
     from ..inference.mask_writers import make_writers
     from .geojson import GeoJsonWriter
 
     if output_format == "label":
         return [TiledLabelWriter(Path(output_dir))]
     if output_format == "geojson":
-        return [GeoJsonWriter(Path(output_dir))]
+        return [GeoJsonWriter(Path(output_dir), DEFAULT_TOLERANCE if polygon_tolerance is None else polygon_tolerance)]
+    if output_format not in ("png", "coco"):
+        raise InputError(f"--format {output_format}: not with --tile (png, coco, label or geojson)")
     return make_writers(output_dir, output_format, overlay=False)
