@@ -74,6 +74,11 @@ class PriorGenerator:
         predictor = _FeatureKeeper(make_predictor(model, robust=robust, precision=precision))
         self.generator = RobustAutomaticMaskGenerator(predictor.model, predictor=predictor, **settings)
 
+    @property
+    def predictor(self) -> RobustPredictor:
+        """The predictor the generator runs (`set_image_batch` on it pre-encodes images for `__call__`)."""
+        return self.generator.predictor
+
     def __call__(self, image: np.ndarray, partition: bool = True, features: bool = False) -> Prior:
         """(H, W, 3) uint8 RGB -> Prior; the partition only when `partition`, features only when `features`."""
         predictor = self.generator.predictor

@@ -19,6 +19,7 @@ import numpy as np
 
 from core.io import read_image
 from core.errors import per_image
+from core.inference.batching import ImageBatch, ImageBatches
 from core.model.checkpoint import RobustModulesUninitialized
 from core.inference.loading import ModelChoice
 from core.parallel import Shard, counter, image_area, shard_items, worker_device
@@ -63,28 +64,33 @@ def generate_priors(
     features: bool = False,
     overwrite: bool = False,
     on_image: ImageCallback = lambda path, error, single: None,
+    image_batch: ImageBatch = 1,
 ) -> PriorSummary:
     """Writes the priors of `entries` ((name, path)) under `output` whose files are missing (all of
     them with `overwrite`): the gray map, the partition for task 'deblur', the features when asked.
+    Images are read ahead and encoded `image_batch` at a time (the files are the same for every value).
 
     An unreadable image is a failure of that image alone; `on_image` is called after each image.
     """
     wanted = ["gray"] + (["segments"] if task == "deblur" else []) + (["features"] if features else [])
     summary = PriorSummary()
-    for name, path in entries:
-        files = prior_files(output, name)
+    done = [not overwrite and all(prior_files(output, name)[key].is_file() for key in wanted) for name, _ in entries]
+    missing = [entry for entry, skip in zip(entries, done) if not skip]
+    images = ImageBatches(generator.predictor, image_batch)(missing, lambda entry: read_image(entry[1]))
+    for (name, path), skip in zip(entries, done):
         error, single = None, False
-        if not overwrite and all(files[key].is_file() for key in wanted):
+        if skip:
             summary.skipped += 1
         else:
+            _, image = next(images)
             failed: list[str] = []
             with per_image(failed.append):
-                result = generator(read_image(path), partition=task == "deblur", features=features)
+                result = generator(image.result(), partition=task == "deblur", features=features)
             if failed:
                 error = failed[0]
                 summary.failures.append(error)
             else:
-                write_prior(files, result)
+                write_prior(prior_files(output, name), result)
                 summary.written += 1
                 single = len(np.unique(result.gray)) <= 1
                 if single:
@@ -108,6 +114,7 @@ class PriorLaunch:
     task: str
     features: bool = False
     overwrite: bool = False
+    image_batch: ImageBatch = 1
 
 
 def prior_worker(job: PriorLaunch, shard: Shard, progress: Callable[[int, int], None]) -> PriorSummary:
@@ -117,4 +124,5 @@ def prior_worker(job: PriorLaunch, shard: Shard, progress: Callable[[int, int], 
         generator = PriorGenerator(job.model.open(worker_device(job.cuda)), robust=job.robust, **job.settings)
     entries = prior_part(collect_images(job.images, job.pattern), shard)
     advance = counter(progress, len(entries))
-    return generate_priors(generator, entries, job.output, job.task, job.features, job.overwrite, lambda *image: advance())
+    return generate_priors(generator, entries, job.output, job.task, job.features, job.overwrite, lambda *image: advance(),
+                           job.image_batch)

@@ -88,6 +88,8 @@ def _summary_table(summary: DegradeSummary, output: Path) -> Table:
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
               help="Images degraded together (same-size images share a batch).")
 @click.option("--overwrite", is_flag=True, help="Rewrite outputs that exist (by default they are kept: runs resume).")
+@click.option("--tile", type=int, default=None,
+              help="Large images: degrade SIZE x SIZE pixels at a time (a multiple of 16) into <type>/<stem>.tif, tiled TIFF.")
 @click.option("--list", "list_types", is_flag=True, help="List the degradations and exit.")
 @allow_empty_option
 @click.option("--preview", type=click.Path(path_type=Path), default=None,
@@ -105,6 +107,7 @@ def degrade(
     device: str,
     batch_size: int,
     overwrite: bool,
+    tile: Optional[int],
     list_types: bool,
     allow_empty: bool,
     preview: Optional[Path],
@@ -137,7 +140,7 @@ def degrade(
         return
     if src is None:
         raise click.UsageError("SRC is required (or --preview IMAGE, or --list)")
-    options = dict(masks_dir=masks_dir, level=level, seed=seed, batch_size=batch_size, overwrite=overwrite)
+    options = dict(masks_dir=masks_dir, level=level, seed=seed, batch_size=batch_size, overwrite=overwrite, tile=tile)
     run = plan_degrade(src, output, kinds, device=torch_device, **options)
     if not run.jobs and not run.failures:
         report_empty(f"{src}: no images ({', '.join(IMAGE_EXTENSIONS)})", allow_empty)

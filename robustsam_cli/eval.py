@@ -33,10 +33,12 @@ from core.evaluation import (
     score_items,
     write_run,
 )
+from core.inference.batching import ImageBatch
 from core.evaluation.shards import EvalLaunch, EvalPartSummary, eval_worker, plan_part
 from core.parallel import STATE_DIR, mark_done
+from core.tiling import check_tiling
 
-from .options import device_option, image_progress, precision_option
+from .options import device_option, image_batch_option, image_progress, precision_option, resolve_image_batch
 from .parallel import Parallel, launch, parallel_options, pop_parallel
 
 from .outcome import FailedImages, allow_empty_option, report_empty, report_failures
@@ -73,6 +75,9 @@ def rich_table(table: Table, models: list[str], metric: str) -> RichTable:
 @device_option()
 @precision_option()
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Prompts decoded at once (full-size masks for each).")
+@image_batch_option()
+@click.option("--tile", type=int, help="Segment each image in SIZE x SIZE tiles at full resolution (as segment --tile); scored against the full-size masks.")
+@click.option("--tile-overlap", type=int, default=128, show_default=True, help="[--tile] Pixels neighbouring tiles share.")
 @click.option("--fresh", is_flag=True, help="Ignore cached results and evaluate everything again.")
 @allow_empty_option
 @parallel_options
@@ -89,6 +94,9 @@ def eval_command(
     device: str,
     precision: str,
     batch_size: int,
+    image_batch: Optional[ImageBatch],
+    tile: Optional[int],
+    tile_overlap: int,
     fresh: bool,
     allow_empty: bool,
     **parallel_params: Any,
@@ -122,7 +130,10 @@ def eval_command(
     for entry in skipped:
         console.print(f"[yellow]{escape(entry['dataset'])}: skipped ({escape(entry['reason'])})[/yellow]")
 
-    settings = EvalSettings(prompt_type, limit, device, precision, batch_size, fresh)
+    if tile is not None:
+        check_tiling(tile, tile_overlap)
+    image_batch = resolve_image_batch(image_batch, resolve_device(device))
+    settings = EvalSettings(prompt_type, limit, device, precision, batch_size, fresh, image_batch, tile, tile_overlap)
     failed = FailedImages(Console(stderr=True, soft_wrap=True))
     plan = EvalPlan(datasets, prompts, limit, failed)  # draws every image's prompts, before any split
     if not plan.items and not plan.failures:

@@ -1,6 +1,7 @@
 """The options several commands share, written once so they cannot drift: the model (--checkpoint,
 --sam-checkpoint, --model-type, --mode), where and how it runs (--device, --precision), the
-automatic-mask generator's flags, and the progress bar of a run over images."""
+automatic-mask generator's flags, the images encoded per forward pass (--image-batch), and the
+progress bar of a run over images."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, TypeVar
 
 import click
+import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
+from core.errors import InputError
+from core.inference.batching import AUTO_MAX_IMAGES, ImageBatch, default_image_batch, parse_image_batch
 from core.inference.predictor import PRECISIONS
 from core.model.config import MODEL_CONFIGS
 from core.model.default_model import DEFAULT_MODEL_TYPE
@@ -80,6 +84,33 @@ def device_option() -> Decorator:
 
 def precision_option(help_text: str = "Autocast precision (bf16 and fp16 on CUDA).") -> Decorator:
     return click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True, help=help_text)
+
+
+class ImageBatchType(click.ParamType):
+    """A positive number of images, or `auto`."""
+
+    name = "N|auto"
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> ImageBatch:
+        try:
+            return parse_image_batch(value)
+        except InputError as error:
+            self.fail(str(error).split(": ", 1)[1], param, ctx)
+
+
+def image_batch_option() -> Decorator:
+    """--image-batch (None when not given: `resolve_image_batch` picks the device's default)."""
+    return click.option(
+        "--image-batch", type=ImageBatchType(), default=None,
+        help="Images encoded in one forward pass (read ahead on background threads, decoded one by one; "
+             f"outputs are the same for every N). auto: as many as fit in free GPU memory (at most {AUTO_MAX_IMAGES}), "
+             "halved on out-of-memory. Default: 1 on a CPU, auto on CUDA.",
+    )
+
+
+def resolve_image_batch(image_batch: Optional[ImageBatch], device: torch.device) -> ImageBatch:
+    """The user's --image-batch, or the default for `device`."""
+    return default_image_batch(device) if image_batch is None else image_batch
 
 
 def generator_options(names: Sequence[str] = tuple(GENERATOR_OPTIONS), defaults: Optional[Mapping[str, Any]] = None,

@@ -10,6 +10,7 @@ from typing import Any, Callable, Optional
 import click
 from rich.progress import Progress
 
+from core.inference.batching import ImageBatch
 from core.inference.loading import open_model
 from core.device import resolve_device
 from core.errors import InputError
@@ -22,7 +23,7 @@ from priors.run import PriorLaunch, generate_priors, prior_part, prior_worker, s
 
 from .defaults import apply_amg_defaults, checkpoint_or_default, console, named_checkpoint
 from .outcome import allow_empty_option, print_error, report_empty, report_failures
-from .options import device_option, generator_options, image_progress, model_options, stack
+from .options import device_option, generator_options, image_batch_option, image_progress, model_options, resolve_image_batch, stack
 from .parallel import launch, parallel_options, pop_parallel
 
 MANIFEST = "prior.json"
@@ -80,6 +81,7 @@ def _write_manifest(output: Path, manifest: dict[str, Any]) -> None:
 @click.option("--glob", "pattern", default="**/*", show_default=True, help="Images to take from folder arguments.")
 @click.option("--features", is_flag=True, help="Also write the image embedding and early feature (.features.npz).")
 @device_option()
+@image_batch_option()
 @click.option("--overwrite", is_flag=True, help="Recompute priors that already exist.")
 @click.option("--strict", is_flag=True, help="A prior with a single segment (no mask found) is an error (exit 2), not a warning.")
 @allow_empty_option
@@ -87,7 +89,7 @@ def _write_manifest(output: Path, manifest: dict[str, Any]) -> None:
 @parallel_options
 @click.pass_context
 def prior(ctx: click.Context, images: tuple[Path, ...], output: Path, task: str, pattern: str, features: bool, device: str,
-          overwrite: bool, strict: bool, allow_empty: bool, **options: Any) -> None:
+          image_batch: Optional[ImageBatch], overwrite: bool, strict: bool, allow_empty: bool, **options: Any) -> None:
     """Automatic masks of degraded IMAGES (files or folders) as restoration priors, written under -o.
 
     Per image NAME (a folder's images keep their relative paths): NAME.gray.png (uint8 gray-coded
@@ -97,6 +99,7 @@ def prior(ctx: click.Context, images: tuple[Path, ...], output: Path, task: str,
     """
     parallel = pop_parallel(options)
     require_output_dir(output)
+    image_batch = resolve_image_batch(image_batch, resolve_device(device))
     entries = collect_images(images, pattern)
     if not entries:
         report_empty(f"{', '.join(map(str, images))}: no images matching {pattern!r}", allow_empty)
@@ -124,7 +127,7 @@ def prior(ctx: click.Context, images: tuple[Path, ...], output: Path, task: str,
         with tempfile.TemporaryDirectory(prefix="robustsam-prior-") as state:  # no junk folder among the priors
             job = PriorLaunch(ModelChoice(checkpoint, options["model_type"], named_checkpoint(options["sam_checkpoint"])),
                               resolve_device(device).type == "cuda", options["mode"] == "robust", generator_settings(options),
-                              list(images), pattern, output, task, features, overwrite)
+                              list(images), pattern, output, task, features, overwrite, image_batch)
             summary = merge(launch("priors", prior_worker, job, Path(state), parallel.nodes))
         for failure in summary.failures:
             print_error(console(stderr=True), failure)
@@ -142,7 +145,7 @@ def prior(ctx: click.Context, images: tuple[Path, ...], output: Path, task: str,
                     warn_single(str(path), bar.console.print)
                 bar.advance(job)
 
-            summary = generate_priors(generator, entries, output, task, features, overwrite, report)
+            summary = generate_priors(generator, entries, output, task, features, overwrite, report, image_batch)
     single, failures = summary.single, summary.failures
     single_note = f", {len(single)} a single segment" if single else ""
     click.echo(f"{summary.written} written, {summary.skipped} already there, {len(failures)} failed{single_note} -> {output}", err=True)

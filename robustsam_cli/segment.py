@@ -10,16 +10,21 @@ from click.core import ParameterSource
 from rich.table import Table
 
 from core import resolve_device
+from core.geometry import DEFAULT_TOLERANCE
+from core.inference.batching import ImageBatch
 from core.inference.loading import open_predictor
+from core.inference.mask_writers import FORMATS
 from core.inference.segment import ImageResult, SegmentSummary, prepare_run
 from core.inference.loading import ModelChoice
 from core.inference.segment_shards import SegmentLaunch, SegmentOptions, run_shard, segment_worker, shard_run
 from core.parallel import STATE_DIR, merge
+from core.tiling import check_tiling
 
 from .parallel import Parallel, launch, parallel_options, pop_parallel
 from .outcome import allow_empty_option, print_error, report_empty, report_failures
 from .defaults import apply_amg_defaults, checkpoint_or_default, console, named_checkpoint
-from .options import GENERATOR_OPTIONS, device_option, generator_options, image_progress, model_options, precision_option
+from .options import (GENERATOR_OPTIONS, device_option, generator_options, image_batch_option, image_progress, model_options,
+                      precision_option, resolve_image_batch)
 
 PROMPT_OPTIONS = ("prompt_from", "multimask", "all_masks", "prompt_batch")
 
@@ -80,11 +85,17 @@ def _onnx_predictor(ctx: click.Context, onnx_dir: Optional[Path]) -> Any:
 @click.option("--prompts", "prompts_path", type=click.Path(path_type=Path), help="The tool's prompt JSON or a COCO instances JSON; without it, segment everything.")
 @click.option("--prompt-from", type=click.Choice(["box", "point"]), default="box", show_default=True, help="COCO prompts: the box, or one interior point of the mask.")
 @click.option("--recursive", is_flag=True, help="Also search sub-folders (and ** in globs).")
-@click.option("--format", "output_format", type=click.Choice(["png", "coco", "label"]), default="png", show_default=True, help="png: DIR/<stem>/<k>.png + metadata.csv; coco: DIR/coco_results.json; label: DIR/<stem>.png (16-bit).")
+@click.option("--format", "output_format", type=click.Choice(FORMATS), default="png", show_default=True,
+              help="png: DIR/<stem>/<k>.png + metadata.csv; coco: DIR/coco_results.json (RLE); label: DIR/<stem>.png (16-bit; with --tile a tiled TIFF DIR/<stem>.tif); "
+                   "polygons: DIR/instances_polygons.json (COCO polygons); geojson: DIR/<stem>.geojson (with --tile in the GeoTIFF's CRS); "
+                   "yolo: DIR/labels/<stem>.txt + DIR/data.yaml.")
+@click.option("--polygon-tolerance", type=click.FloatRange(min=0), default=DEFAULT_TOLERANCE, show_default=True,
+              help="[polygons, geojson, yolo] Pixels by which outlines may be simplified (0: every contour vertex).")
 @click.option("--overlay", is_flag=True, help="Also write DIR/<stem>_overlay.png with masks, boxes and points drawn.")
 @click.option("--multimask", is_flag=True, help="Predict three masks per prompt and keep the one with the best predicted IoU.")
 @click.option("--all-masks", is_flag=True, help="With --multimask, keep all three (mask k = 3 * prompt + candidate).")
 @click.option("--prompt-batch", type=click.IntRange(min=1), default=16, show_default=True, help="Prompts decoded at once.")
+@image_batch_option()
 @model_options()
 @device_option()
 @precision_option()
@@ -94,6 +105,10 @@ def _onnx_predictor(ctx: click.Context, onnx_dir: Optional[Path]) -> Any:
 @click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
               help="torch: the PyTorch model; onnx: the models of robustsam export --onnx on onnxruntime (CPU, fp32).")
 @click.option("--onnx-dir", type=click.Path(file_okay=False, path_type=Path), help="[--backend onnx] The folder robustsam export --onnx wrote.")
+@click.option("--tile", type=int, help="Segment large images in SIZE x SIZE tiles at full resolution, read window by window (label output: a tiled TIFF DIR/<stem>.tif).")
+@click.option("--tile-overlap", type=int, default=128, show_default=True, help="[--tile] Pixels neighbouring tiles share; masks are merged over the seams.")
+@click.option("--prompt-coords", type=click.Choice(["pixel", "map"]), default="pixel", show_default=True,
+              help="map: prompts are in the map coordinates of each GeoTIFF's CRS (the geo extra).")
 @allow_empty_option
 @parallel_options
 @generator_options()
@@ -106,10 +121,12 @@ def segment(
     prompt_from: str,
     recursive: bool,
     output_format: str,
+    polygon_tolerance: float,
     overlay: bool,
     multimask: bool,
     all_masks: bool,
     prompt_batch: int,
+    image_batch: Optional[ImageBatch],
     checkpoint: Optional[Path],
     sam_checkpoint: Optional[Path],
     model_type: Optional[str],
@@ -121,6 +138,9 @@ def segment(
     strict: bool,
     backend: str,
     onnx_dir: Optional[Path],
+    tile: Optional[int],
+    tile_overlap: int,
+    prompt_coords: str,
     allow_empty: bool,
     **generator_options: Any,
 ) -> None:
@@ -131,6 +151,14 @@ def segment(
       robustsam segment "imgs/*.jpg" -o masks/ --format coco --checkpoint robustsam_vit_b.pth
     """
     parallel = pop_parallel(generator_options)
+    if tile is not None:
+        check_tiling(tile, tile_overlap)  # before the model loads
+    if tile is None and _given(ctx, "tile_overlap"):
+        raise click.UsageError("--tile-overlap needs --tile")
+    if tile is not None and overlay:
+        raise click.UsageError("--overlay draws on the whole image in memory; leave it out with --tile")
+    if prompt_coords == "map" and prompts_path is None:
+        raise click.UsageError("--prompt-coords needs --prompts")
     if parallel.nodes.world_size > 1 and backend != "torch":
         raise click.UsageError("--gpus/--nnodes run the torch backend")
     if prompts_path is not None:
@@ -149,7 +177,10 @@ def segment(
     if precision == "fp16" and torch_device.type != "cuda":
         raise click.UsageError(f"fp16 (--half) needs a CUDA device, not {torch_device}; use --precision bf16 or fp32")
     predictor = None
+    image_batch = resolve_image_batch(image_batch, torch_device)
     if backend == "onnx":
+        if image_batch != 1:
+            raise click.UsageError("--image-batch is for --backend torch; the ONNX encoder takes one image at a time")
         predictor = _onnx_predictor(ctx, onnx_dir)
         mode = "robust" if predictor.robust else "sam"
         model = None
@@ -170,7 +201,8 @@ def segment(
         del model  # each worker builds its own on its device
         job = SegmentLaunch(ModelChoice(checkpoint, model_type, sam_checkpoint), torch_device.type == "cuda", list(inputs), output_dir,
                             SegmentOptions(prompts_path, prompt_from, recursive, output_format, overlay, multimask, all_masks,
-                                           prompt_batch, mode == "robust", precision, generator_options, overwrite))
+                                           prompt_batch, mode == "robust", precision, generator_options, overwrite,
+                                           polygon_tolerance, image_batch, tile, tile_overlap, prompt_coords))
         _launch(ctx, parallel, job, allow_empty, strict)
         return
     run = prepare_run(
@@ -181,6 +213,7 @@ def segment(
         prompt_from=prompt_from,
         recursive=recursive,
         output_format=output_format,
+        polygon_tolerance=polygon_tolerance,
         overlay=overlay,
         multimask=multimask,
         all_masks=all_masks,
@@ -190,6 +223,10 @@ def segment(
         generator_options=generator_options,
         overwrite=overwrite,
         predictor=predictor,
+        image_batch=image_batch,
+        tile=tile,
+        tile_overlap=tile_overlap,
+        prompt_coords=prompt_coords,
     )
     if not run.jobs:
         report_empty(f"{', '.join(inputs)}: no images to segment", allow_empty)

@@ -84,6 +84,7 @@ class DegradeRun:
         batch_size: int,
         overwrite: bool,
         failures: Sequence[str] = (),
+        tile: Optional[int] = None,
     ) -> None:
         self.jobs = list(jobs)
         self.kinds = list(kinds)
@@ -94,6 +95,7 @@ class DegradeRun:
         self.batch_size = batch_size
         self.overwrite = overwrite
         self.failures = list(failures)
+        self.tile = tile
         self.with_masks = any(job.mask_source is not None for job in self.jobs)
         # A shard of the run keeps whole chunks, so its batches (and their float sums) are these.
         self.chunks = [self.jobs[start : start + batch_size] for start in range(0, len(self.jobs), batch_size)]
@@ -117,8 +119,16 @@ class DegradeRun:
     def _missing(self, folder: str, name: str) -> bool:
         return self.overwrite or not (self.output / folder / name).exists()
 
+    def output_name(self, job: DegradeJob) -> str:
+        """The file name of `job`'s degraded images: its own, or `<stem>.tif` when tiled."""
+        return f"{job.path.stem}.tif" if self.tile is not None else job.path.name
+
     def _chunk(self, chunk: Sequence[DegradeJob], summary: DegradeSummary) -> None:
         """Writes the missing outputs of a few images; images of one size are degraded as one batch."""
+        if self.tile is not None:
+            for job in chunk:
+                self._tiled(job, summary)
+            return
         pending = {job: [k for k in self.kinds if self._missing(k, job.path.name)] for job in chunk}
         images: dict[DegradeJob, np.ndarray] = {}
         failed: set[DegradeJob] = set()
@@ -169,6 +179,28 @@ class DegradeRun:
                 summary.written[kind] += len(todo)
                 summary.seconds[kind] += time.perf_counter() - start
 
+    def _tiled(self, job: DegradeJob, summary: DegradeSummary) -> None:
+        """Writes one image's missing outputs tile by tile (`core.tiling.degrade_tiled`): tiled TIFFs."""
+        from ..tiling import degrade_tiled, open_source  # core.tiling builds on the degradations
+
+        self._timed(summary, CLEAR, self._missing(CLEAR, job.path.name), lambda: copy_clear(job.path, self.output / CLEAR / job.path.name))
+        if job.mask_source is not None:
+            mask_name = f"{job.path.stem}.npy"
+            self._timed(summary, MASKS, self._missing(MASKS, mask_name),
+                        lambda: save_masks(self.output / MASKS / mask_name, _checked_masks(job.mask_source, job.size)))
+        try:
+            source = open_source(job.path)
+        except InputError as error:
+            summary.failures.append(str(error))
+            return
+        try:
+            for kind in self.kinds:
+                self._timed(summary, kind, self._missing(kind, self.output_name(job)),
+                            lambda: degrade_tiled(source, self.output / kind / self.output_name(job), kind, self.level,
+                                                  file_seed(self.seed, kind, job.path.name), self.tile, self.device))  # type: ignore[arg-type]
+        finally:
+            source.close()
+
     @staticmethod
     def _timed(summary: DegradeSummary, folder: str, write: bool, writer: Callable[[], None]) -> None:
         if not write:
@@ -191,16 +223,23 @@ def plan_degrade(
     device: torch.device | str = "cpu",
     batch_size: int = 8,
     overwrite: bool = False,
+    tile: Optional[int] = None,
 ) -> DegradeRun:
     """Checks every input and plans the run; nothing is written.
 
     Raises InputError for a bad output folder, a source that is not a folder, and a missing or
     wrong-size mask. An image whose header is unreadable is left out and listed in `failures`.
     A source without images gives a run with no jobs (the caller decides whether that is an error).
+    `tile`: degrade each image `tile` x `tile` pixels at a time into `<type>/<stem>.tif` (tiled TIFF),
+    for images too large to hold (`core.tiling.degrade`).
     """
     source, output = Path(source), require_output_dir(output)
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, not {batch_size}")
+    if tile is not None:
+        from ..tiling.degrade import check_degrade_tile  # core.tiling builds on the degradations
+
+        check_degrade_tile(tile)
     if not source.is_dir():
         raise InputError(f"{source}: not a folder of images ({', '.join(IMAGE_EXTENSIONS)})")
     jobs, failures = [], []
@@ -216,4 +255,4 @@ def plan_degrade(
             _checked_masks(mask_source, size)
         jobs.append(DegradeJob(path, size, mask_source))
     return DegradeRun(jobs, kinds, output, level=level, seed=seed, device=torch.device(device),
-                      batch_size=batch_size, overwrite=overwrite, failures=failures)
+                      batch_size=batch_size, overwrite=overwrite, failures=failures, tile=tile)

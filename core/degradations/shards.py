@@ -28,6 +28,7 @@ class DegradeLaunch:
     seed: int = 0
     batch_size: int = 8
     overwrite: bool = False
+    tile: Optional[int] = None
     cuda: bool = False
 
 
@@ -47,6 +48,7 @@ def degrade_part(run: DegradeRun, shard: Optional[Shard]) -> DegradeRun:
 def degrade_worker(job: DegradeLaunch, shard: Shard, progress: Callable[[int, int], None]) -> DegradeSummary:
     """torchrun entry: plans the run, writes this rank's part on its device; returns its summary."""
     run = degrade_part(plan_degrade(job.source, job.output, job.kinds, masks_dir=job.masks_dir, level=job.level, seed=job.seed,
-                                    device=worker_device(job.cuda), batch_size=job.batch_size, overwrite=job.overwrite), shard)
+                                    device=worker_device(job.cuda), batch_size=job.batch_size, overwrite=job.overwrite,
+                                    tile=job.tile), shard)
     advance = counter(progress, len(run.jobs))
     return run.run(lambda images, failures: advance(images))

@@ -16,15 +16,17 @@ import json
 import math
 import re
 import warnings
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import numpy as np
 import torch
 
 from ..data.datasets import CLEAR, AnnotatedReader, DatasetSpec, Sample, SampleReader
 from ..errors import InputError, OnFailure, per_image
+from ..inference.batching import ImageBatch, ImageBatches
 from ..inference.loading import make_predictor, open_model
 from ..inference.predictor import RobustPredictor
 from ..io import encode_rle
@@ -198,16 +200,18 @@ class ResultCache:
             handle.write(json.dumps(record) + "\n")
 
 
-def model_fingerprint(spec: ModelSpec, precision: str) -> dict[str, Any]:
-    """What identifies a model's results: its checkpoint file (path, size, mtime), path and precision."""
+def model_fingerprint(spec: ModelSpec, precision: str, tiling: Optional[tuple[int, int]] = None) -> dict[str, Any]:
+    """What identifies a model's results: its checkpoint file (path, size, mtime), path, precision
+    and, when tiled, (tile, overlap)."""
     stat = spec.checkpoint.stat()
-    return {
+    fingerprint = {
         "checkpoint": str(spec.checkpoint.resolve()),
         "size": stat.st_size,
         "mtime_ns": stat.st_mtime_ns,
         "robust": spec.robust,
         "precision": precision,
     }
+    return fingerprint if tiling is None else {**fingerprint, "tiling": list(tiling)}
 
 
 def require_checkpoints(models: list[ModelSpec]) -> None:
@@ -255,6 +259,20 @@ def predict_objects(
     return np.concatenate(masks), np.concatenate(scores)
 
 
+def predict_objects_tiled(
+    predictor: RobustPredictor, image: np.ndarray, prompts: list[ObjectPrompt], prompt_type: str, batch_size: int, tiling: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """`predict_objects` on (tile, overlap) tiles of `image` at full resolution (`core.tiling`)."""
+    from ..data.prompt_files import Prompt
+    from ..inference.segment import PromptSegmenter
+    from ..tiling import ArraySource, TiledPromptSegmenter
+
+    as_prompts = [Prompt(points=tuple(map(tuple, p.points.tolist())), labels=(1,) * len(p.points)) if prompt_type == "points"
+                  else Prompt(box=tuple(float(v) for v in p.box)) for p in prompts]  # type: ignore[arg-type]
+    masks = TiledPromptSegmenter(PromptSegmenter(predictor, batch_size=batch_size), *tiling)(ArraySource(image), as_prompts)
+    return np.stack([mask.mask for mask in masks]), np.array([mask.predicted_iou for mask in masks])
+
+
 def score_image(
     predictor: RobustPredictor,
     sample: Sample,
@@ -262,13 +280,18 @@ def score_image(
     prompt_type: str,
     batch_size: int,
     categories: Optional[list[int]] = None,
+    tiling: Optional[tuple[int, int]] = None,
 ) -> ImageResult:
-    """Encodes `sample.image` once, predicts every prompted object, and scores the masks against the GT."""
+    """Encodes `sample.image` once (or each (tile, overlap) tile that holds a prompt, with `tiling`),
+    predicts every prompted object, and scores the masks against the full-size GT."""
     kept = [i for i, prompt in enumerate(prompts) if prompt is not None]
     if not kept:
         return ImageResult({name: [] for name in MASK_METRICS}, [])
-    predictor.set_image(sample.image)
-    preds, scores = predict_objects(predictor, [prompts[i] for i in kept], prompt_type, batch_size)
+    if tiling is None:
+        predictor.set_image(sample.image)
+        preds, scores = predict_objects(predictor, [prompts[i] for i in kept], prompt_type, batch_size)
+    else:
+        preds, scores = predict_objects_tiled(predictor, sample.image, [prompts[i] for i in kept], prompt_type, batch_size, tiling)
     gts = sample.masks[kept]
     boundary = np.concatenate(
         [batch_boundary_iou(preds[s : s + _BOUNDARY_CHUNK], gts[s : s + _BOUNDARY_CHUNK]) for s in range(0, len(kept), _BOUNDARY_CHUNK)]
@@ -291,7 +314,8 @@ def score_image(
 @dataclass
 class EvalSettings:
     """Options of a run: prompt type ('points' or 'box'), images per dataset and condition (None: all),
-    device, precision ('fp32', 'bf16', 'fp16'), prompts decoded per batch, and whether to ignore caches."""
+    device, precision ('fp32', 'bf16', 'fp16'), prompts decoded per batch, whether to ignore caches,
+    and images encoded per forward pass (a number or 'auto'; results are the same for every value)."""
 
     prompt_type: str = "points"
     limit: Optional[int] = None
@@ -299,6 +323,14 @@ class EvalSettings:
     precision: str = "fp32"
     batch_size: int = 32
     fresh: bool = False
+    image_batch: ImageBatch = 1
+    tile: Optional[int] = None
+    tile_overlap: int = 0
+
+    @property
+    def tiling(self) -> Optional[tuple[int, int]]:
+        """(tile, overlap) when images are segmented in tiles, else None."""
+        return None if self.tile is None else (self.tile, self.tile_overlap)
 
 
 # results[model][(dataset, condition)] -> {image name: ImageResult}
@@ -348,6 +380,10 @@ class EvalPlan:
     def object_prompts(self, item: EvalItem) -> list[Optional[ObjectPrompt]]:
         return self.prompts.entries[item.dataset][item.name]
 
+    def sample(self, item: EvalItem) -> Sample:
+        """The item's image and masks, read from its dataset (InputError when unreadable)."""
+        return self.readers[(item.dataset, item.condition)][item.index]
+
 
 def score_items(
     models: list[ModelSpec],
@@ -374,23 +410,28 @@ def score_items(
     results: Results = {}
     require_checkpoints(models)
     for spec in models:
-        cache = ResultCache(cache_dir, spec.name, model_fingerprint(spec, settings.precision), settings.fresh, part)
-        predictor: Optional[RobustPredictor] = None
+        cache = ResultCache(cache_dir, spec.name, model_fingerprint(spec, settings.precision, settings.tiling), settings.fresh, part)
         per_model = results.setdefault(spec.name, {})
+        planned = []
         for item in plan.items if items is None else items:
-            object_prompts = plan.object_prompts(item)
-            digest = _prompt_digest(settings.prompt_type, object_prompts)
-            result = cache.get(item.dataset, item.condition, item.name, digest)
+            digest = _prompt_digest(settings.prompt_type, plan.object_prompts(item))
+            planned.append((item, digest, cache.get(item.dataset, item.condition, item.name, digest)))
+        missing = [item for item, _, result in planned if result is None]
+        samples: Iterator[tuple[EvalItem, Future]] = iter(())
+        if missing:
+            predictor, note = load_predictor(spec, device, settings.precision)
+            if note:
+                on_note(note)
+            # Tiled, each tile is encoded as it is segmented: the whole image is only read ahead.
+            encoder = None if settings.tiling else predictor
+            samples = ImageBatches(encoder, settings.image_batch)(missing, plan.sample, image_of=lambda sample: sample.image)
+        for item, digest, result in planned:
             if result is None:
-                if predictor is None:
-                    predictor, note = load_predictor(spec, device, settings.precision)
-                    if note:
-                        on_note(note)
-                reader = plan.readers[(item.dataset, item.condition)]
-                categories = getattr(reader, "categories", None)
+                _, sample_future = next(samples)
+                categories = getattr(plan.readers[(item.dataset, item.condition)], "categories", None)
                 failed: list[str] = []
                 with per_image(None if on_failure is None else failed.append):
-                    sample = reader[item.index]
+                    sample = sample_future.result()
                 if failed:
                     on_failure(failed[0])
                     cache.put_failure(item.dataset, item.condition, item.name, digest, failed[0])
@@ -399,10 +440,11 @@ def score_items(
                 result = score_image(
                     predictor,
                     sample,
-                    object_prompts,
+                    plan.object_prompts(item),
                     settings.prompt_type,
                     settings.batch_size,
                     categories(item.index) if categories is not None else None,
+                    settings.tiling,
                 )
                 cache.put(item.dataset, item.condition, item.name, digest, result)
             per_model.setdefault((item.dataset, item.condition), {})[item.name] = result
@@ -420,7 +462,7 @@ def collect_results(models: list[ModelSpec], plan: EvalPlan, cache_dir: Path, se
     """
     results: Results = {}
     for spec in models:
-        records = read_cached(cache_dir, spec.name, model_fingerprint(spec, settings.precision))
+        records = read_cached(cache_dir, spec.name, model_fingerprint(spec, settings.precision, settings.tiling))
         per_model = results.setdefault(spec.name, {})
         for item in plan.items:
             digest = _prompt_digest(settings.prompt_type, plan.object_prompts(item))

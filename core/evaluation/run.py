@@ -57,6 +57,7 @@ def write_run(out: Path, models: Sequence[ModelSpec], plan: EvalPlan, results: R
         "seed": plan.prompts.seed,
         "num_points": plan.prompts.num_points,
         "limit": settings.limit,
+        "tiling": list(settings.tiling) if settings.tiling else None,
         "models": [{"name": s.name, "checkpoint": str(s.checkpoint), "path": decoder_path(s)} for s in models],
         "metrics": list(metrics),
         "skipped": list(skipped),

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .predictor import RobustPredictor
+from .predictor import EncodedImage, RobustPredictor
 
 if TYPE_CHECKING:
     from ..glesam import GleSam  # needs the glesam extra; a GleSam argument means it is installed
@@ -28,11 +28,11 @@ class GleSamPredictor(RobustPredictor):
         self.enhancer_seconds = 0.0
         super().__init__(model.sam, robust=False, precision=precision, exact_sam=False)
 
-    @torch.inference_mode()
-    def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: tuple[int, ...]) -> None:
-        """Encodes a 1x3xHxW image resized with `self.transform`, then enhances its embedding (1, D, h, w)."""
-        super().set_torch_image(transformed_image, original_image_size)
+    def _encoded_image(self, features: torch.Tensor, early: torch.Tensor, original_size: tuple[int, ...], input_size: tuple[int, ...]) -> EncodedImage:
+        """SAM's encoder outputs of one image with its embedding (1, D, h, w) enhanced; one image at a
+        time in a batch too, so that a batch changes no result."""
         start = time.perf_counter()
         with self._autocast():
-            self.features = self.glesam.enhancer(self.features).float()
+            features = self.glesam.enhancer(features).float()
         self.enhancer_seconds += time.perf_counter() - start
+        return super()._encoded_image(features, early, original_size, input_size)

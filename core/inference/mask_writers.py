@@ -7,15 +7,18 @@ last, every file atomically, so an interrupted run leaves either a finished imag
 from __future__ import annotations
 
 import colorsys
+import importlib.util
 import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Protocol, Sequence
+from typing import Any, Optional, Protocol, Sequence
 
 import numpy as np
 
+from ..errors import InputError
+from ..geometry import DEFAULT_TOLERANCE, GEOMETRY_PACKAGES
 from ..io import atomic_path, encode_rle, write_image, write_mask
 from ..data.prompt_files import Prompt
 
@@ -139,17 +142,21 @@ class CocoWriter:
             tmp.write_text(json.dumps(results), encoding="utf-8")
 
     def finish(self, jobs: Sequence[ImageJob]) -> None:
-        results = []
-        for job in jobs:
-            part = self._part(job)
-            if part.is_file():
-                results.extend(json.loads(part.read_text(encoding="utf-8")))
-        text = json.dumps(results)
-        path = self.output_dir / COCO_RESULTS_NAME
-        if path.is_file() and path.read_text(encoding="utf-8") == text:
-            return
-        with atomic_path(path) as tmp:
-            tmp.write_text(text, encoding="utf-8")
+        results = [result for part in read_parts([self._part(job) for job in jobs]) for result in part]
+        write_if_changed(self.output_dir / COCO_RESULTS_NAME, json.dumps(results))
+
+
+def read_parts(paths: Sequence[Path]) -> list[Any]:
+    """The JSON content of the per-image part files that exist, in the order given."""
+    return [json.loads(path.read_text(encoding="utf-8")) for path in paths if path.is_file()]
+
+
+def write_if_changed(path: Path, text: str) -> None:
+    """Writes `text` to `path` atomically unless the file already holds it (a resumed run's join)."""
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 class LabelWriter:
@@ -236,13 +243,30 @@ def _disk(canvas: np.ndarray, point: tuple[float, float], radius: int, colour: t
     canvas[y0:y1, x0:x1][inside] = colour
 
 
-def make_writers(output_dir: str | os.PathLike, output_format: str, overlay: bool) -> list[MaskWriter]:
-    """The writers for `output_format` ('png', 'coco' or 'label'), the overlay first when asked
-    (so the format's own done file, written last, marks a finished image)."""
+FORMATS = ("png", "coco", "label", "polygons", "geojson", "yolo")
+GEOMETRY_EXTRA = "pip install 'robustsam[geometry]'"
+
+
+def make_writers(output_dir: str | os.PathLike, output_format: str, overlay: bool, polygon_tolerance: Optional[float] = None) -> list[MaskWriter]:
+    """The writers for `output_format` (one of FORMATS), the overlay first when asked (so the format's
+    own done file, written last, marks a finished image). `polygon_tolerance`: pixels by which the
+    outlines of 'polygons', 'geojson' and 'yolo' may be simplified (None: core.geometry's default)."""
     output_dir = Path(output_dir)
-    formats = {"png": PngWriter, "coco": CocoWriter, "label": LabelWriter}
-    if output_format not in formats:
-        raise ValueError(f"output_format must be one of {', '.join(formats)}, not {output_format!r}")
+    if output_format not in FORMATS:
+        raise InputError(f"--format: must be one of {', '.join(FORMATS)}, not {output_format!r}")
+    if polygon_tolerance is not None and not polygon_tolerance >= 0:
+        raise InputError(f"--polygon-tolerance: must be 0 or more pixels, not {polygon_tolerance}")
     writers: list[MaskWriter] = [OverlayWriter(output_dir)] if overlay else []
-    writers.append(formats[output_format](output_dir))
+    raster = {"png": PngWriter, "coco": CocoWriter, "label": LabelWriter}
+    if output_format in raster:
+        writers.append(raster[output_format](output_dir))
+        return writers
+    missing = [name for name in GEOMETRY_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise InputError(f"--format {output_format} needs {' and '.join(missing)}: {GEOMETRY_EXTRA}")
+    from . import polygon_writers  # builds on this module's writers
+
+    outline = {"polygons": polygon_writers.PolygonsWriter, "geojson": polygon_writers.GeoJsonWriter, "yolo": polygon_writers.YoloWriter}
+    tolerance = DEFAULT_TOLERANCE if polygon_tolerance is None else polygon_tolerance
+    writers.append(outline[output_format](output_dir, tolerance))
     return writers

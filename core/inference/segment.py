@@ -3,9 +3,9 @@
     model = build_robustsam(None, "robustsam_vit_b.pth")
     summary = segment(model, ["imgs/"], "masks/", prompts="boxes.json")
 
-One `set_image` per image however many prompts; prompts are decoded in batches; the next images
-are read from disk in a background thread while the model runs; finished images are skipped, so
-an interrupted run resumes where it stopped.
+One encoding per image however many prompts (`image_batch` images in one forward pass); prompts are
+decoded in batches; the next images are read from disk on background threads while the model runs;
+finished images are skipped, so an interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ from __future__ import annotations
 import glob
 import os
 import time
-from collections import defaultdict, deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -31,13 +30,13 @@ from ..errors import InputError
 from ..model.robustsam import RobustSam
 from ..parallel import SLOWEST
 from .amg import RobustAutomaticMaskGenerator
+from .batching import ImageBatch, ImageBatches
 from .loading import make_predictor
 from .mask_writers import ImageJob, MaskRecord, MaskWriter, make_writers
 from .predictor import RobustPredictor
 
 # Masks for an (H, W, 3) uint8 image and its prompts (None: segment everything).
 Segmenter = Callable[[np.ndarray, Optional[Sequence[Prompt]]], list[MaskRecord]]
-PREFETCH_IMAGES = 2
 
 
 @dataclass(frozen=True)
@@ -224,14 +223,15 @@ class PromptSegmenter:
         crop_box = (0, 0, size[0], size[1])
         return [
             [
-                MaskRecord(masks[n, c], iou[n][c], stability[n][c], tuple(boxes_xywh[n][c]), _input_point(prompt), crop_box, prompt.category_id)
+                MaskRecord(masks[n, c], iou[n][c], stability[n][c], tuple(boxes_xywh[n][c]), input_point(prompt), crop_box, prompt.category_id)
                 for c in range(masks.shape[1])
             ]
             for n, prompt in enumerate(prompts)
         ]
 
 
-def _input_point(prompt: Prompt) -> tuple[float, float]:
+def input_point(prompt: Prompt) -> tuple[float, float]:
+    """The point a mask record names for its prompt: the first point, else the box centre."""
     if prompt.points:
         return prompt.points[0]
     x0, y0, x1, y1 = prompt.box  # type: ignore[misc]
@@ -282,18 +282,27 @@ class SegmentSummary:
     seconds: float = field(default=0.0, metadata=SLOWEST)  # merged: the slowest worker's
 
 
-def _prefetch(jobs: Sequence[ImageJob], depth: int = PREFETCH_IMAGES) -> Iterator[tuple[ImageJob, Future]]:
-    """Yields each job with a future of its (H, W, 3) image, reading `depth` images ahead in a thread."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-reader") as pool:
-        futures = deque(pool.submit(read_image, job.path) for job in jobs[: depth + 1])
-        for index, job in enumerate(jobs):
-            if index + depth + 1 < len(jobs):
-                futures.append(pool.submit(read_image, jobs[index + depth + 1].path))
-            yield job, futures.popleft()
+def _read_job(job: ImageJob, reader: Callable[[Path], Any] = read_image) -> Any:
+    """`reader(job.path)`: the (H, W, 3) image of a job, or a windowed source of it; InputError for a
+    job failed in advance or an unreadable file."""
+    if job.error is not None:
+        raise InputError(job.error)
+    return reader(job.path)
+
+
+def _close(image_future: Future) -> None:
+    """Closes the file a windowed source holds open (pixels in memory need nothing)."""
+    if image_future.done() and image_future.exception() is None and hasattr(image_future.result(), "close"):
+        image_future.result().close()
 
 
 class SegmentRun:
-    """A planned run: `pending` jobs to segment, `done` jobs whose outputs already exist."""
+    """A planned run: `pending` jobs to segment, `done` jobs whose outputs already exist. `batches`
+    reads and encodes the images (by default: read ahead, each encoded by the segmenter).
+
+    `reader` opens an image file for the segmenter and writers: by default its (H, W, 3) pixels; a
+    tiled run passes `core.tiling.open_source`, a windowed reader closed after the image.
+    """
 
     def __init__(
         self,
@@ -301,11 +310,15 @@ class SegmentRun:
         segmenter: Segmenter,
         writers: Sequence[MaskWriter],
         overwrite: bool = False,
+        batches: Optional[ImageBatches] = None,
+        reader: Callable[[Path], Any] = read_image,
     ) -> None:
         _check_output_names(jobs, writers)
         self.jobs = list(jobs)
         self.segmenter = segmenter
         self.writers = list(writers)
+        self.batches = batches if batches is not None else ImageBatches(None)
+        self.reader = reader
         finished = [not overwrite and job.error is None and self._is_done(job) for job in self.jobs]
         self.pending = [job for job, done in zip(self.jobs, finished) if not done]
         self.done = [job for job, done in zip(self.jobs, finished) if done]
@@ -318,11 +331,9 @@ class SegmentRun:
         `finish=False` leaves joining the outputs of all jobs (COCO results) to a later `finish()`."""
         start = time.perf_counter()
         summary = SegmentSummary(skipped=len(self.done))
-        for job, image_future in _prefetch(self.pending):
+        for job, image_future in self.batches(self.pending, lambda job: _read_job(job, self.reader)):
             result = ImageResult(job)
             try:
-                if job.error is not None:
-                    raise InputError(job.error)
                 image = image_future.result()
                 records = self.segmenter(image, job.prompts)
                 for writer in self.writers:
@@ -336,6 +347,8 @@ class SegmentRun:
             except InputError as error:
                 result.error = str(error)
                 summary.failures.append(result.error)
+            finally:
+                _close(image_future)
             if on_image is not None:
                 on_image(result)
         if finish:
@@ -358,6 +371,7 @@ def prepare_run(
     prompt_from: str = "box",
     recursive: bool = False,
     output_format: str = "png",
+    polygon_tolerance: Optional[float] = None,
     overlay: bool = False,
     multimask: bool = False,
     all_masks: bool = False,
@@ -367,6 +381,10 @@ def prepare_run(
     generator_options: Optional[dict[str, Any]] = None,
     overwrite: bool = False,
     predictor: Optional[SamPredictor] = None,
+    image_batch: ImageBatch = 1,
+    tile: Optional[int] = None,
+    tile_overlap: int = 0,
+    prompt_coords: str = "pixel",
 ) -> SegmentRun:
     """Finds the images, reads the prompts and plans a run writing `output_format` to `output_dir`.
 
@@ -375,11 +393,30 @@ def prepare_run(
     Raises InputError for unusable inputs or prompt files. `model` is a RobustSam or a GleSam
     (`core.inference.open_model` opens either); `predictor` runs instead of its predictor (`model` may
     then be None): any SamPredictor-shaped predictor, such as `core.deploy.OnnxPredictor`; `robust`
-    and `precision` are then its own.
+    and `precision` are then its own. `image_batch` images (a number, or 'auto') are encoded in one
+    forward pass; the outputs are the same for every value.
+
+    `tile` (pixels) segments each image in overlapping `tile` x `tile` windows read one at a time
+    (`core.tiling`), `tile_overlap` pixels shared by neighbours (each tile encoded on its own, so
+    `image_batch` does not apply); 'label' output is then a tiled TIFF `DIR/<stem>.tif`, 'geojson'
+    is in the image's CRS. `prompt_coords='map'`: prompts are in the map coordinates of each
+    image's GeoTIFF CRS (the `geo` extra).
     """
+    # core.tiling builds on this module's segmenters, so it is imported here.
+    from ..tiling import check_tiling, map_prompts_to_pixels, open_source, tile_segmenter, tiled_writers
+
+    if prompt_coords not in ("pixel", "map"):
+        raise ValueError(f"prompt_coords must be 'pixel' or 'map', not {prompt_coords!r}")
+    if tile is not None:
+        check_tiling(tile, tile_overlap)
+        if overlay:
+            raise InputError("--overlay draws on the whole image in memory; leave it out with --tile")
     require_output_dir(output_dir)
     prompt_set = load_prompts(prompts, prompt_from) if prompts is not None and not isinstance(prompts, PromptSet) else prompts
     jobs = plan_jobs(find_images(inputs, recursive, exclude=Path(output_dir)), prompt_set)
+    if prompt_coords == "map":
+        jobs = [replace(job, prompts=map_prompts_to_pixels(job.path, job.prompts)) if job.prompts and job.error is None else job
+                for job in jobs]
     jobs = _check_prompts_inside(jobs)
     segmenter: Segmenter
     predictor = predictor if predictor is not None else make_predictor(model, robust=robust, precision=precision)
@@ -389,7 +426,11 @@ def prepare_run(
         segmenter = AutomaticSegmenter(generator)
     else:
         segmenter = PromptSegmenter(predictor, multimask, all_masks, prompt_batch)
-    return SegmentRun(jobs, segmenter, make_writers(output_dir, output_format, overlay), overwrite)
+    if tile is not None:
+        return SegmentRun(jobs, tile_segmenter(segmenter, tile, tile_overlap), tiled_writers(output_dir, output_format, polygon_tolerance),
+                          overwrite, reader=open_source)
+    writers = make_writers(output_dir, output_format, overlay, polygon_tolerance)
+    return SegmentRun(jobs, segmenter, writers, overwrite, ImageBatches(predictor, image_batch))
 
 
 def segment(model: Optional[RobustSam], inputs: Sequence[str | os.PathLike], output_dir: str | os.PathLike, **options: Any) -> SegmentSummary:

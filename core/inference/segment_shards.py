@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from ..parallel import Shard, counter, image_area, mark_done, shard_items, worker_device
+from .batching import ImageBatch
 from .loading import ModelChoice
 from .mask_writers import ImageJob
 from .segment import ImageResult, SegmentRun, SegmentSummary, prepare_run
@@ -35,6 +36,11 @@ class SegmentOptions:
     precision: str = "fp32"
     generator_options: dict[str, float] = field(default_factory=dict)
     overwrite: bool = False
+    polygon_tolerance: Optional[float] = None
+    image_batch: ImageBatch = 1
+    tile: Optional[int] = None
+    tile_overlap: int = 0
+    prompt_coords: str = "pixel"
 
 
 @dataclass

@@ -39,8 +39,19 @@ def encoder_forward(
         x = block_forward(block, x)
         if index == early_block:
             early = x.permute(0, 3, 1, 2)
-    embedding = encoder.neck(x.permute(0, 3, 1, 2))
-    return embedding, early
+    return neck_per_image(encoder, x), early
+
+
+def neck_per_image(encoder: ImageEncoderViT, x: torch.Tensor, channels_first: bool = True) -> torch.Tensor:
+    """SAM's neck on ViT tokens (B, H, W, C) -> (B, D, H, W), one image at a time: its convolutions'
+    CPU kernels round differently (~1e-6) for other batch sizes, while every other layer computes an
+    image alike in any batch, so an image's embedding does not depend on the batch it was encoded in.
+
+    `channels_first` copies each image to (1, C, H, W) first, which the fused forward needs for that;
+    False passes SAM's own channels-last view, as `segment_anything`'s forward does.
+    """
+    images = (image[None].permute(0, 3, 1, 2) for image in x)
+    return torch.cat([encoder.neck(image.contiguous() if channels_first else image) for image in images])
 
 
 def block_forward(block: Block, x: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .decoder import RobustMaskDecoder
-from .encoder import encoder_forward
+from .encoder import encoder_forward, neck_per_image
 
 PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
@@ -87,8 +87,7 @@ class RobustSam(Sam):
             x = block(x)
             if index == self.config.early_block:
                 early = x.permute(0, 3, 1, 2)
-        embedding = encoder.neck(x.permute(0, 3, 1, 2))
-        return embedding, early
+        return neck_per_image(encoder, x, channels_first=False), early
 
     def forward(self, batched_input: list[dict[str, Any]], multimask_output: bool, robust: bool = True) -> list[dict[str, torch.Tensor]]:
         """`Sam.forward`'s contract (a list of image/prompt dicts) on the chosen path."""
