@@ -11,7 +11,7 @@ import click
 from core.data.io import require_output_dir, require_output_file
 from core.errors import InputError
 from core.model.checkpoint import expected_shapes, resolve_weights
-from core.model.config import MODEL_CONFIGS
+from core.model import MODEL_TYPES
 from core.model.default_model import read_amg_defaults
 
 from .defaults import checkpoint_or_default, named_checkpoint
@@ -67,7 +67,7 @@ def _onnx(checkpoint: Optional[str], sam_checkpoint: Optional[str], model_type: 
               help="Write encoder.onnx, decoder.onnx and robustsam_onnx.json into this folder.")
 @click.option("--checkpoint", type=_PATH, help="The model to export or convert (default: the built-in model).")
 @click.option("--sam-checkpoint", type=_PATH, help="SAM checkpoint under a robust-modules-only --checkpoint.")
-@click.option("--model-type", type=click.Choice(sorted(MODEL_CONFIGS)), help="Inferred from the checkpoint when omitted.")
+@click.option("--model-type", type=click.Choice(MODEL_TYPES), help="Inferred from the checkpoint when omitted.")
 @click.option("--mode", type=click.Choice(["robust", "sam"]), default="robust", show_default=True,
               help="[--onnx] RobustSAM's path, or SAM's path with the same weights.")
 @click.option("--opset", type=click.IntRange(min=17), default=18, show_default=True,

@@ -11,7 +11,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from core import MODEL_CONFIGS, resolve_device
+from core import resolve_device
+from core.model import MODEL_TYPES
 from core.inference.loading import open_predictor
 from core.inference.segment import ImageResult, SegmentSummary, prepare_run
 from core.parallel import STATE_DIR, add_summaries, run_shard, shard_run
@@ -115,7 +116,7 @@ def _onnx_predictor(ctx: click.Context, onnx_dir: Optional[Path]) -> Any:
 @click.option("--prompt-batch", type=click.IntRange(min=1), default=16, show_default=True, help="Prompts decoded at once.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), help="RobustSAM (or SAM) checkpoint .pth; `default` or none: the built-in model.")
 @click.option("--sam-checkpoint", type=click.Path(path_type=Path), help="SAM checkpoint under a robust-modules-only --checkpoint.")
-@click.option("--model-type", type=click.Choice(sorted(MODEL_CONFIGS)), help="Inferred from the checkpoint when omitted.")
+@click.option("--model-type", type=click.Choice(MODEL_TYPES), help="Inferred from the checkpoint when omitted.")
 @click.option("--mode", type=click.Choice(["robust", "sam"]), default="robust", show_default=True, help="RobustSAM's path, or SAM's path with the same weights.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps, ...")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True, help="Autocast precision.")

@@ -3,7 +3,7 @@
 predictor (`Sam2Predictor`). `core.inference.open_predictor` opens SAM 2 checkpoints like any other."""
 
 from .build import SAM2_DECODER_PREFIX, build_sam2_model, check_sam2_state, infer_sam2_type, is_sam2_robust_key, is_sam2_state, load_sam2
-from .config import SAM2_CONFIGS, Sam2Config, get_sam2_config, is_sam2_type
+from ..model.sam2_config import SAM2_CONFIGS, Sam2Config, get_sam2_config, is_sam2_type
 from .model import RobustSam2, RobustSam2MaskDecoder, Sam2Encoding
 from .predictor import Sam2Predictor, Sam2PromptTransform
 

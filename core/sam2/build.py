@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import warnings
 from pathlib import Path
@@ -14,7 +15,7 @@ from ..device import resolve_device
 from ..errors import CheckpointError
 from ..model.checkpoint import RobustModulesUninitialized, read_state_dict
 from ..model.robust_head import ROBUST_MODULES
-from .config import SAM2_CONFIGS, get_sam2_config
+from ..model.sam2_config import SAM2_CONFIGS, get_sam2_config
 from .model import RobustSam2
 
 SAM2_DECODER_PREFIX = "sam_mask_decoder."
@@ -33,9 +34,14 @@ def is_sam2_robust_key(key: str) -> bool:
 
 
 def _fingerprint_of_config(model_type: str) -> tuple[int, int, int, bool]:
+    """(trunk width, trunk depth, neck width, SAM 2.1) of a configuration; Hiera's defaults fill what it leaves out."""
+    from sam2.modeling.backbones.hieradet import Hiera
+
     model = get_sam2_config(model_type).compose().model
     trunk = model.image_encoder.trunk
-    return (trunk.embed_dim, sum(trunk.stages), model.image_encoder.neck.d_model, bool(model.get("no_obj_embed_spatial")))
+    defaults = inspect.signature(Hiera).parameters
+    embed_dim, stages = (trunk.get(name, defaults[name].default) for name in ("embed_dim", "stages"))
+    return (embed_dim, sum(stages), model.image_encoder.neck.d_model, bool(model.get("no_obj_embed_spatial")))
 
 
 def _fingerprint_of_state(state: Mapping[str, torch.Tensor]) -> tuple[int, int, int, bool]:

@@ -3,6 +3,7 @@ RobustSAM2, robust path by default; with `robust=False` it is SAM 2 itself."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Optional, Sequence, Union
 
 import numpy as np
@@ -53,10 +54,14 @@ class Sam2Predictor(SAM2ImagePredictor):
 
     model: RobustSam2
     method = "robustsam"
+    backbone = "sam2"
 
     def __init__(self, model: RobustSam2, robust: bool = True, precision: str = "fp32") -> None:
         check_precision(precision)
-        super().__init__(model, mask_threshold=model.mask_threshold)
+        with warnings.catch_warnings():
+            # SAM2Transforms scripts its resize with torch.jit, which torch 2.10+ deprecates: not the user's concern.
+            warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", FutureWarning)
+            super().__init__(model, mask_threshold=model.mask_threshold)
         self.robust = robust
         self.precision = precision
         size = model.image_size
