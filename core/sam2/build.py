@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import warnings
@@ -33,6 +34,7 @@ def is_sam2_robust_key(key: str) -> bool:
     return key.startswith(_ROBUST_PREFIXES)
 
 
+@functools.cache
 def _fingerprint_of_config(model_type: str) -> tuple[int, int, int, bool]:
     """(trunk width, trunk depth, neck width, SAM 2.1) of a configuration; Hiera's defaults fill what it leaves out."""
     from sam2.modeling.backbones.hieradet import Hiera
