@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Optional
 import click
 from click.core import ParameterSource
 
-from core.model.config import MODEL_CONFIGS
+from core.model import MODEL_TYPES
 from core.model.decoder import ABLATIONS
 from core.model.default_model import is_default_name
 from core.data.io import require_output_dir
@@ -41,7 +41,7 @@ _PATH = click.Path(dir_okay=False, path_type=str)
 @click.option("--lora-rank", type=int, default=8, show_default=True, help="GleSAM: LoRA rank (published 8, alpha 8).")
 @click.option("--latent-scale", type=float, default=5.0, show_default=True,
               help="GleSAM: the feature weight that aligns SAM's embedding with SD latents (published example 5).")
-@click.option("--model-type", type=click.Choice(list(MODEL_CONFIGS)),
+@click.option("--model-type", type=click.Choice(MODEL_TYPES),
               help="Model size (inferred from checkpoints; needed for --stage base from scratch).")
 @click.option("--sam-checkpoint", type=_PATH,
               help="SAM weights to start from (released SAM or a stage-base checkpoint; `default`: the built-in model).")

@@ -130,3 +130,48 @@ def test_segment_with_sam2_checkpoint(micro2_checkpoint, tmp_path) -> None:
                                           "--checkpoint", str(micro2_checkpoint), "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert sorted(path.name for path in (out / "fog").glob("*.png")), result.output
+
+
+def test_info_and_safetensors_export(micro2_checkpoint, tmp_path, image) -> None:
+    runner = CliRunner()
+    result = runner.invoke(cli, ["info", str(micro2_checkpoint)])
+    assert result.exit_code == 0, result.output
+    assert f"{MICRO}, RobustSAM" in result.output and "sam_mask_decoder.custom_robust_token" in result.output
+    target = tmp_path / "robustsam2_micro.safetensors"
+    result = runner.invoke(cli, ["export", "--checkpoint", str(micro2_checkpoint), "-o", str(target)])
+    assert result.exit_code == 0, result.output
+    exported, original = open_predictor(target), open_predictor(micro2_checkpoint)
+    for predictor in (exported, original):
+        predictor.set_image(image)
+    np.testing.assert_array_equal(exported.predict(box=BOX)[2], original.predict(box=BOX)[2])
+    result = runner.invoke(cli, ["export", "--checkpoint", str(micro2_checkpoint), "--onnx", str(tmp_path / "onnx")])
+    assert result.exit_code == 2 and "ONNX export covers SAM (ViT) models only" in result.output
+
+
+def test_eval_sam2_beside_sam(micro2_checkpoint, micro_checkpoint, tmp_path) -> None:
+    """`eval` runs RobustSAM2, the SAM 2 path and a SAM 1 model side by side in one table."""
+    import json
+
+    import imageio.v3 as iio
+
+    split = tmp_path / "data" / "MSRA10K"
+    for folder in ("clear", "masks", "dark"):
+        (split / folder).mkdir(parents=True)
+    for index in range(2):
+        image = np.full((96, 128, 3), 40, np.uint8)
+        mask = np.zeros((96, 128), bool)
+        mask[10 + 10 * index : 60, 20:80] = True
+        image[mask] = (200, 60, 60)
+        iio.imwrite(split / "clear" / f"im{index}.png", image)
+        iio.imwrite(split / "dark" / f"im{index}.png", image // 2)
+        np.save(split / "masks" / f"im{index}.npy", mask[None])
+    out = tmp_path / "eval"
+    result = CliRunner().invoke(cli, ["eval", "--data", str(split), "--prompt", "box", "--out", str(out),
+                                      "--model", f"robustsam2={micro2_checkpoint}", "--model", f"sam2={micro2_checkpoint}:sam",
+                                      "--model", f"robustsam={micro_checkpoint}"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((out / "results.json").read_text())["tables"][0]["rows"]
+    for row in rows:
+        values = {name: row["values"][name]["iou"] for name in ("robustsam2", "sam2", "robustsam")}
+        assert all(0.0 <= value <= 1.0 for value in values.values()), values
+        assert values["robustsam2"] != values["sam2"]

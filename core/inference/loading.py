@@ -22,7 +22,7 @@ import torch
 from ..device import resolve_device
 from ..errors import CheckpointError
 from ..model.build import build_robustsam
-from ..model.checkpoint import SAFETENSORS_SUFFIX, is_glesam_checkpoint, load_torch_file, read_state_dict
+from ..model.checkpoint import SAFETENSORS_SUFFIX, is_glesam_checkpoint, is_sam2_state, load_torch_file, read_state_dict
 from ..model.robustsam import RobustSam
 from ..model.config import MODEL_CONFIGS
 from ..model.sam2_config import is_sam2_type
@@ -77,6 +77,12 @@ def open_model(checkpoint: str | os.PathLike, *, sam_checkpoint: Optional[str | 
     return model
 
 
+def is_sam2_checkpoint(checkpoint: str | os.PathLike) -> bool:
+    """Whether `checkpoint` holds SAM 2 weights (a SAM 2 / 2.1 or RobustSAM2 state dict, or robust modules for one)."""
+    path = Path(checkpoint)
+    return _sam2_state(path, _peek(path)) is not None
+
+
 def _sam2_state(path: Path, content: Optional[Any]) -> Optional[dict[str, torch.Tensor]]:
     """The state dict of a SAM 2 checkpoint (`sam_mask_decoder.*` keys, `{"model": ...}` unwrapped), else None."""
     if content is None and path.suffix.lower() == SAFETENSORS_SUFFIX and path.is_file():
@@ -85,7 +91,7 @@ def _sam2_state(path: Path, content: Optional[Any]) -> Optional[dict[str, torch.
         state = content.get("model", content)
     else:
         return None
-    if not isinstance(state, dict) or not any(isinstance(key, str) and key.startswith("sam_mask_decoder.") for key in state):
+    if not isinstance(state, dict) or not is_sam2_state(state):
         return None
     return read_state_dict(path) if content is not None else state
 

@@ -8,6 +8,7 @@ from .checkpoint import (
     infer_model_type,
     is_glesam_checkpoint,
     is_robust_key,
+    is_sam2_state,
     read_state_dict,
     summarize_checkpoint,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "infer_model_type",
     "is_glesam_checkpoint",
     "is_robust_key",
+    "is_sam2_state",
     "is_sam2_type",
     "read_state_dict",
     "summarize_checkpoint",
