@@ -10,7 +10,7 @@ import click
 
 from core.data.io import require_output_dir, require_output_file
 from core.errors import InputError
-from core.model.checkpoint import expected_shapes, read_state_dict, resolve_weights
+from core.model.checkpoint import expected_shapes, is_robust_key, read_state_dict, resolve_weights
 from core.model import MODEL_TYPES, is_sam2_type, is_sam2_state
 from core.model.default_model import read_amg_defaults
 
@@ -22,12 +22,19 @@ _PATH = click.Path(dir_okay=False, path_type=str)
 def _merge(robust: str, sam: str, output: str) -> None:
     from core.deploy.weights import save_weights
 
-    weights = resolve_weights(robust, sam)
-    if not weights.has_robust:
+    if is_sam2_state(read_state_dict(robust)):
+        from core.sam2.build import read_sam2_weights
+
+        model_type, state = read_sam2_weights(robust, sam)
+        has_robust = any(is_robust_key(key) for key in state)
+    else:
+        weights = resolve_weights(robust, sam)
+        model_type, has_robust = weights.model_type, weights.has_robust
+        state = {key: weights.state_dict[key].float() for key in expected_shapes(model_type)} if has_robust else {}
+    if not has_robust:
         raise InputError(f"{robust}: holds no robust-module weights")
-    state = {key: weights.state_dict[key].float() for key in expected_shapes(weights.model_type)}
-    save_weights(state, output, weights.model_type)
-    click.echo(f"wrote {output} ({weights.model_type}, {len(state)} tensors)")
+    save_weights(state, output, model_type)
+    click.echo(f"wrote {output} ({model_type}, {len(state)} tensors)")
 
 
 def _convert(checkpoint: Optional[str], sam_checkpoint: Optional[str], model_type: Optional[str], output: str) -> None:

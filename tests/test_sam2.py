@@ -175,3 +175,28 @@ def test_eval_sam2_beside_sam(micro2_checkpoint, micro_checkpoint, tmp_path) -> 
         values = {name: row["values"][name]["iou"] for name in ("robustsam2", "sam2", "robustsam")}
         assert all(0.0 <= value <= 1.0 for value in values.values()), values
         assert values["robustsam2"] != values["sam2"]
+
+
+def test_train_robustsam_on_frozen_sam2(plain2_checkpoint, micro2_state, tmp_path) -> None:
+    """train --method robustsam on a SAM 2 checkpoint keeps only the robust modules; merged with the SAM 2
+    weights by export, the result segments and evaluates."""
+    runner = CliRunner()
+    run = tmp_path / "run"
+    result = runner.invoke(cli, ["train", "--sam-checkpoint", str(plain2_checkpoint), "--data", "synthetic:4",
+                                 "--image-size", "64", "--batch-size", "2", "--max-steps", "2", "--val-every", "0",
+                                 "-o", str(run)])
+    assert result.exit_code == 0, result.output
+    saved = torch.load(run / "final.pth", weights_only=True)
+    assert saved["model_type"] == MICRO and saved["model"] and all(map(is_sam2_robust_key, saved["model"]))
+    merged = tmp_path / "robustsam2.safetensors"
+    result = runner.invoke(cli, ["export", "--robust", str(run / "final.pth"), "--sam", str(plain2_checkpoint), "-o", str(merged)])
+    assert result.exit_code == 0, result.output
+    model = open_predictor(merged).model
+    for key, value in model.state_dict().items():
+        expected = saved["model"][key] if is_sam2_robust_key(key) else micro2_state[key]
+        torch.testing.assert_close(value, expected, rtol=0, atol=0, msg=key)  # SAM 2 itself stayed frozen
+    out = tmp_path / "out"
+    result = runner.invoke(cli, ["segment", "examples/images/fog.png", "--prompts", "examples/boxes.json",
+                                 "--checkpoint", str(run / "final.pth"), "--sam-checkpoint", str(plain2_checkpoint), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert list((out / "fog").glob("*.png"))
