@@ -8,7 +8,6 @@ from typing import Any, List, Optional, Sequence
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from core.degradations import DEFAULT_LEVEL, DEGRADATIONS, LQSEG_TYPES, PUBLISHED
@@ -16,12 +15,14 @@ from core.degradations.lqseg import LQSEG_RATES
 from core.degradations.preview import MIXED, contact_sheet
 from core.degradations.run import DegradeSummary, plan_degrade
 from core.data.datasets import IMAGE_EXTENSIONS
-from core.data.io import read_image, require_output_file, write_image
+from core.io import read_image, require_output_file, write_image
 from core.device import resolve_device
 from core.errors import InputError
-from core.parallel import add_degrade_summaries, degrade_part
+from core.degradations.shards import DegradeLaunch, degrade_part, degrade_worker
+from core.parallel import merge
 
 from .outcome import allow_empty_option, print_error, report_empty, report_failures
+from .options import device_option, image_progress
 from .parallel import launch, parallel_options, pop_parallel
 
 
@@ -83,7 +84,7 @@ def _summary_table(summary: DegradeSummary, output: Path) -> Table:
               help="Severity 1-5; 3 is the published setting.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Each file's generator is seeded from (seed, type, file name).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
+@device_option()
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
               help="Images degraded together (same-size images share a batch).")
 @click.option("--overwrite", is_flag=True, help="Rewrite outputs that exist (by default they are kept: runs resume).")
@@ -143,10 +144,8 @@ def degrade(
         return
     if parallel.launched:
         with tempfile.TemporaryDirectory(prefix="robustsam-degrade-") as state:  # no junk folder in the dataset
-            job = {**options, "masks_dir": masks_dir and str(masks_dir), "cuda": torch_device.type == "cuda",
-                   "source": str(src), "output": str(output), "kinds": kinds}
-            parts = launch("degrade", "core.parallel.degrade_shards:degrade_worker", job, Path(state), parallel.nodes)
-        summary = add_degrade_summaries(parts)
+            job = DegradeLaunch(src, output, kinds, cuda=torch_device.type == "cuda", **options)
+            summary = merge(launch("degrade", degrade_worker, job, Path(state), parallel.nodes))
         for failure in summary.failures:
             print_error(console, failure)
         Console().print(_summary_table(summary, output))
@@ -155,9 +154,7 @@ def degrade(
     run = degrade_part(run, parallel.shard)
     for failure in run.failures:
         print_error(console, failure)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn())
-    with Progress(*columns, console=console) as progress:
+    with image_progress(console, transient=False) as progress:
         task = progress.add_task(f"degrading on {torch_device}", total=len(run.jobs))
 
         def advance(images: int, failures: Sequence[str]) -> None:

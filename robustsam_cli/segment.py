@@ -7,54 +7,25 @@ from typing import Any, Optional
 
 import click
 from click.core import ParameterSource
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from rich.text import Text
 
 from core import resolve_device
-from core.model import MODEL_TYPES
 from core.inference.loading import open_predictor
 from core.inference.segment import ImageResult, SegmentSummary, prepare_run
-from core.parallel import STATE_DIR, add_summaries, run_shard, shard_run
+from core.inference.loading import ModelChoice
+from core.inference.segment_shards import SegmentLaunch, SegmentOptions, run_shard, segment_worker, shard_run
+from core.parallel import STATE_DIR, merge
 
 from .parallel import Parallel, launch, parallel_options, pop_parallel
 from .outcome import allow_empty_option, print_error, report_empty, report_failures
 from .defaults import apply_amg_defaults, checkpoint_or_default, console, named_checkpoint
+from .options import GENERATOR_OPTIONS, device_option, generator_options, image_progress, model_options, precision_option
 
-# Flags of segment-anything's scripts/amg.py, as SamAutomaticMaskGenerator keyword arguments.
-_UNIT = click.FloatRange(0.0, 1.0)
-GENERATOR_OPTIONS = {
-    "points_per_side": (click.IntRange(min=1), 32, "Points sampled along each side of the image."),
-    "points_per_batch": (click.IntRange(min=1), 64, "Points decoded at once."),
-    "pred_iou_thresh": (float, 0.88, "Keep masks whose predicted IoU exceeds this."),
-    "stability_score_thresh": (float, 0.95, "Keep masks whose stability score reaches this."),
-    "stability_score_offset": (float, 1.0, "Logit offset for the stability score."),
-    "box_nms_thresh": (_UNIT, 0.7, "Box IoU above which duplicate masks are removed."),
-    "crop_n_layers": (click.IntRange(min=0), 0, "Layers of image crops to also segment."),
-    "crop_nms_thresh": (_UNIT, 0.7, "Box IoU above which duplicates between crops are removed."),
-    "crop_overlap_ratio": (_UNIT, 512 / 1500, "Overlap between crops, as a fraction of the crop size."),
-    "crop_n_points_downscale_factor": (click.IntRange(min=1), 1, "Points per side divided by this factor per crop layer."),
-    "min_mask_region_area": (click.IntRange(min=0), 0, "Fill holes and drop islands smaller than this many pixels."),
-}
 PROMPT_OPTIONS = ("prompt_from", "multimask", "all_masks", "prompt_batch")
-
-
-class ImagesPerSecondColumn(ProgressColumn):
-    """Images per second over the recent samples."""
-
-    def render(self, task: Task) -> Text:
-        return Text(f"{task.speed:.2f} images/s" if task.speed else "- images/s", style="progress.data.speed")
 
 
 def _given(ctx: click.Context, name: str) -> bool:
     return ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
-
-
-def _generator_options(function: Any) -> Any:
-    for name, (kind, default, help_text) in reversed(GENERATOR_OPTIONS.items()):
-        flag = "--" + name.replace("_", "-")
-        function = click.option(flag, name, type=kind, default=default, show_default=True, help=f"[segment everything] {help_text}")(function)
-    return function
 
 
 def _summary_table(summary: SegmentSummary) -> Table:
@@ -114,12 +85,9 @@ def _onnx_predictor(ctx: click.Context, onnx_dir: Optional[Path]) -> Any:
 @click.option("--multimask", is_flag=True, help="Predict three masks per prompt and keep the one with the best predicted IoU.")
 @click.option("--all-masks", is_flag=True, help="With --multimask, keep all three (mask k = 3 * prompt + candidate).")
 @click.option("--prompt-batch", type=click.IntRange(min=1), default=16, show_default=True, help="Prompts decoded at once.")
-@click.option("--checkpoint", type=click.Path(path_type=Path), help="RobustSAM (or SAM) checkpoint .pth; `default` or none: the built-in model.")
-@click.option("--sam-checkpoint", type=click.Path(path_type=Path), help="SAM checkpoint under a robust-modules-only --checkpoint.")
-@click.option("--model-type", type=click.Choice(MODEL_TYPES), help="Inferred from the checkpoint when omitted.")
-@click.option("--mode", type=click.Choice(["robust", "sam"]), default="robust", show_default=True, help="RobustSAM's path, or SAM's path with the same weights.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps, ...")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True, help="Autocast precision.")
+@model_options()
+@device_option()
+@precision_option()
 @click.option("--half", is_flag=True, help="Same as --precision fp16 (CUDA only).")
 @click.option("--overwrite", is_flag=True, help="Redo images whose outputs exist (default: skip them, resuming a run).")
 @click.option("--strict", is_flag=True, help="An image where segment-everything finds no mask is an error (exit 1), not a warning.")
@@ -128,7 +96,7 @@ def _onnx_predictor(ctx: click.Context, onnx_dir: Optional[Path]) -> Any:
 @click.option("--onnx-dir", type=click.Path(file_okay=False, path_type=Path), help="[--backend onnx] The folder robustsam export --onnx wrote.")
 @allow_empty_option
 @parallel_options
-@_generator_options
+@generator_options()
 @click.pass_context
 def segment(
     ctx: click.Context,
@@ -200,13 +168,10 @@ def segment(
             generator_options = apply_amg_defaults(ctx, checkpoint, generator_options)
     if parallel.launched:
         del model  # each worker builds its own on its device
-        _launch(ctx, parallel, inputs, output_dir, allow_empty, strict,
-                dict(model_type=model_type, checkpoint=str(checkpoint), sam_checkpoint=sam_checkpoint and str(sam_checkpoint),
-                     cuda=torch_device.type == "cuda"),
-                dict(prompts=prompts_path and str(prompts_path), prompt_from=prompt_from, recursive=recursive,
-                     output_format=output_format, overlay=overlay, multimask=multimask, all_masks=all_masks,
-                     prompt_batch=prompt_batch, robust=mode == "robust", precision=precision,
-                     generator_options=generator_options, overwrite=overwrite))
+        job = SegmentLaunch(ModelChoice(checkpoint, model_type, sam_checkpoint), torch_device.type == "cuda", list(inputs), output_dir,
+                            SegmentOptions(prompts_path, prompt_from, recursive, output_format, overlay, multimask, all_masks,
+                                           prompt_batch, mode == "robust", precision, generator_options, overwrite))
+        _launch(ctx, parallel, job, allow_empty, strict)
         return
     run = prepare_run(
         model,
@@ -230,8 +195,7 @@ def segment(
         report_empty(f"{', '.join(inputs)}: no images to segment", allow_empty)
         return
     errors = console(stderr=True)
-    columns = (TextColumn("segment"), BarColumn(), MofNCompleteColumn(), ImagesPerSecondColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=errors, transient=True) as progress:
+    with image_progress(errors) as progress:
         mine = run if parallel.shard is None else shard_run(run, parallel.shard)
         task = progress.add_task("segment", total=len(mine.pending))
 
@@ -253,15 +217,11 @@ def segment(
         ctx.exit(1)
 
 
-def _launch(ctx: click.Context, parallel: Parallel, inputs: tuple[str, ...], output_dir: Path, allow_empty: bool, strict: bool,
-            build: dict[str, Any], options: dict[str, Any]) -> None:
+def _launch(ctx: click.Context, parallel: Parallel, job: SegmentLaunch, allow_empty: bool, strict: bool) -> None:
     """Runs the job in torchrun workers under one progress bar; a failed worker fails the command."""
-    results = launch("segment", "core.parallel.segment_shards:segment_worker",
-                     dict(build=build, inputs=list(inputs), output_dir=str(output_dir), options=options),
-                     output_dir / STATE_DIR / "launch", parallel.nodes)
-    summary = add_summaries(results)
+    summary = merge(launch("segment", segment_worker, job, job.output_dir / STATE_DIR / "launch", parallel.nodes))
     if not summary.images + summary.skipped + len(summary.failures):
-        report_empty(f"{', '.join(inputs)}: no images to segment", allow_empty)
+        report_empty(f"{', '.join(job.inputs)}: no images to segment", allow_empty)
         return
     for line in summary.failures:
         print_error(console(stderr=True), line)

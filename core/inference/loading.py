@@ -14,6 +14,7 @@ a `--method` flag at inference. Files are read with the project's safe reader (w
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
@@ -26,6 +27,7 @@ from ..model.checkpoint import SAFETENSORS_SUFFIX, is_glesam_checkpoint, is_sam2
 from ..model.robustsam import RobustSam
 from ..model.config import MODEL_CONFIGS
 from ..model.sam2_config import is_sam2_type
+from .glesam_predictor import GleSamPredictor
 from .predictor import RobustPredictor
 
 if TYPE_CHECKING:
@@ -111,6 +113,19 @@ def _open_sam2(path: Path, state: Optional[dict[str, torch.Tensor]], sam_checkpo
     return load_sam2(path, model_type, state=state, device=device)
 
 
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model as the command line names it, for opening again elsewhere (e.g. in every torchrun worker)."""
+
+    checkpoint: Path
+    model_type: Optional[str] = None
+    sam_checkpoint: Optional[Path] = None
+
+    def open(self, device: str | torch.device = "cpu") -> Union[RobustSam, "GleSam", "RobustSam2"]:
+        """`open_model` of this checkpoint on `device`."""
+        return open_model(self.checkpoint, sam_checkpoint=self.sam_checkpoint, model_type=self.model_type, device=device)
+
+
 def make_predictor(model: Union[RobustSam, "GleSam", "RobustSam2"], *, robust: bool = True, precision: str = "fp32") -> RobustPredictor:
     """The predictor of a model `open_model` returned: GleSamPredictor for a GleSam (which has one path;
     `robust` is then ignored), Sam2Predictor for a RobustSam2, else RobustPredictor on the robust path or,
@@ -121,8 +136,6 @@ def make_predictor(model: Union[RobustSam, "GleSam", "RobustSam2"], *, robust: b
         from ..sam2 import Sam2Predictor
 
         return Sam2Predictor(model, robust=robust, precision=precision)
-    from ..glesam import GleSamPredictor
-
     return GleSamPredictor(model, precision=precision)
 
 

@@ -25,10 +25,11 @@ from segment_anything import SamPredictor
 from segment_anything.utils.amg import batched_mask_to_box, calculate_stability_score
 
 from ..data.datasets import is_image_file, list_images
-from ..data.io import read_image, read_image_size, require_output_dir
+from ..io import read_image, read_image_size, require_output_dir
 from ..data.prompt_files import Prompt, PromptSet, load_prompts
 from ..errors import InputError
 from ..model.robustsam import RobustSam
+from ..parallel import SLOWEST
 from .amg import RobustAutomaticMaskGenerator, automatic_mask_generator
 from .loading import make_predictor
 from .mask_writers import ImageJob, MaskRecord, MaskWriter, make_writers
@@ -268,7 +269,7 @@ class SegmentSummary:
     masks: int = 0
     failures: list[str] = field(default_factory=list)
     empty: list[str] = field(default_factory=list)
-    seconds: float = 0.0
+    seconds: float = field(default=0.0, metadata=SLOWEST)  # merged: the slowest worker's
 
 
 def _prefetch(jobs: Sequence[ImageJob], depth: int = PREFETCH_IMAGES) -> Iterator[tuple[ImageJob, Future]]:
