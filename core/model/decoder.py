@@ -2,38 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional
 
 import torch
 from segment_anything.modeling import MaskDecoder
 from torch import nn
 
-from .robust_head import ABLATIONS, ROBUST_MODULES, RobustHead, ablated_parameters, read_masks
+from .robust_head import ABLATIONS, ROBUST_MODULES, DecoderOutput, RobustHead, ablated_parameters
 
 __all__ = ["ABLATIONS", "ROBUST_MODULES", "DecoderOutput", "RobustMaskDecoder", "ablated_parameters"]
-
-
-@dataclass
-class DecoderOutput:
-    """Everything one decoder pass produces, for all four mask tokens.
-
-    masks: (N, 4, h, w) low-resolution logits; iou: (N, 4);
-    mask_tokens: (N, 4, D) transformer outputs at the mask-token positions;
-    features: (N, D/8, h, w) mask features X (None on the SAM path unless asked);
-    refined_tokens: (N, 4, D) tokens after AOTG (robust path only).
-    """
-
-    masks: torch.Tensor
-    iou: torch.Tensor
-    mask_tokens: torch.Tensor
-    features: Optional[torch.Tensor] = None
-    refined_tokens: Optional[torch.Tensor] = None
-
-    def select(self, multimask_output: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """SAM's output selection: token 0 alone, or tokens 1..3."""
-        index = slice(1, None) if multimask_output else slice(0, 1)
-        return self.masks[:, index], self.iou[:, index]
 
 
 class RobustMaskDecoder(RobustHead, MaskDecoder):
@@ -97,15 +74,7 @@ class RobustMaskDecoder(RobustHead, MaskDecoder):
         mask_tokens_out = hs[:, 1 : (1 + self.num_mask_tokens), :]
 
         upscaled = self.output_upscaling(src.transpose(1, 2).view(b, c, h, w))
-        features = refined = None
-        if image_feature is not None and return_features:
-            features = self.mask_features(upscaled, image_feature, robust)
-        if robust:
-            masks, refined = self.robust_masks(mask_tokens_out, upscaled, image_feature, features)
-        else:
-            masks = read_masks(self.sam_hypernetworks(mask_tokens_out), upscaled)
-        iou_pred = self.iou_prediction_head(iou_token_out)
-        return DecoderOutput(masks, iou_pred, mask_tokens_out, features, refined)
+        return self.read_outputs(iou_token_out, mask_tokens_out, upscaled, image_feature, robust, return_features)
 
     def forward(
         self,

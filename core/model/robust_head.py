@@ -8,6 +8,7 @@ encoder provides the embedding (B, D, h, w) and the early feature (B, C_early, h
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable, Optional
 
 import torch
@@ -32,6 +33,28 @@ ROBUST_MODULES = (
 )
 
 
+@dataclass
+class DecoderOutput:
+    """Everything one decoder pass produces, for all four mask tokens.
+
+    masks: (N, 4, h, w) low-resolution logits; iou: (N, 4);
+    mask_tokens: (N, 4, D) transformer outputs at the mask-token positions;
+    features: (N, D/8, h, w) mask features X (None on the SAM path unless asked);
+    refined_tokens: (N, 4, D) tokens after AOTG (robust path only).
+    """
+
+    masks: torch.Tensor
+    iou: torch.Tensor
+    mask_tokens: torch.Tensor
+    features: Optional[torch.Tensor] = None
+    refined_tokens: Optional[torch.Tensor] = None
+
+    def select(self, multimask_output: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """SAM's output selection: token 0 alone, or tokens 1..3."""
+        index = slice(1, None) if multimask_output else slice(0, 1)
+        return self.masks[:, index], self.iou[:, index]
+
+
 class RobustHead:
     """Mixin for an `nn.Module` mask decoder with SAM's `mask_tokens` (4 tokens) and
     `output_hypernetworks_mlps`: `add_robust_modules` registers the modules under their released names
@@ -39,6 +62,7 @@ class RobustHead:
 
     mask_tokens: nn.Embedding
     output_hypernetworks_mlps: nn.ModuleList
+    iou_prediction_head: nn.Module
 
     def add_robust_modules(self, transformer_dim: int, early_dim: int, num_mask_tokens: int) -> None:
         """The robust modules for a decoder of width D = `transformer_dim` whose early feature has
@@ -86,6 +110,27 @@ class RobustHead:
     def sam_hypernetworks(self, tokens: torch.Tensor) -> torch.Tensor:
         """SAM's per-token hypernetwork MLPs: (N, 4, D) -> (N, 4, D/8)."""
         return torch.stack([mlp(tokens[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1)
+
+    def read_outputs(
+        self,
+        iou_token_out: torch.Tensor,
+        mask_tokens_out: torch.Tensor,
+        upscaled: torch.Tensor,
+        image_feature: Optional[torch.Tensor],
+        robust: bool,
+        return_features: bool,
+    ) -> DecoderOutput:
+        """The decoder's outputs from the transformer's IoU-token (N, D) and mask-token (N, 4, D) outputs and the
+        upscaled embedding (N, D/8, 4h, 4w): masks on the chosen path, IoU, and with `return_features` (and an
+        image feature) the mask features X, on SAM's path too (training's teacher needs them)."""
+        features = refined = None
+        if image_feature is not None and return_features:
+            features = self.mask_features(upscaled, image_feature, robust)
+        if robust:
+            masks, refined = self.robust_masks(mask_tokens_out, upscaled, image_feature, features)
+        else:
+            masks = read_masks(self.sam_hypernetworks(mask_tokens_out), upscaled)
+        return DecoderOutput(masks, self.iou_prediction_head(iou_token_out), mask_tokens_out, features, refined)
 
     def robust_masks(
         self,

@@ -11,8 +11,7 @@ from sam2.modeling.sam.mask_decoder import MaskDecoder
 from sam2.modeling.sam2_base import SAM2Base
 
 from ..model.backbone import ImageEncoding
-from ..model.decoder import DecoderOutput
-from ..model.robust_head import RobustHead, read_masks
+from ..model.robust_head import DecoderOutput, RobustHead
 
 # sam2's SAM2Transforms normalisation of [0, 1] images.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -65,15 +64,7 @@ class RobustSam2MaskDecoder(RobustHead, MaskDecoder):
         mask_tokens_out = hs[:, first + 1 : first + 1 + self.num_mask_tokens, :]
 
         upscaled = self._upscale(src.transpose(1, 2).view(b, c, h, w), high_res_features, per_image)
-        features = refined = None
-        if image_feature is not None and return_features:
-            features = self.mask_features(upscaled, image_feature, robust)
-        if robust:
-            masks, refined = self.robust_masks(mask_tokens_out, upscaled, image_feature, features)
-        else:
-            masks = read_masks(self.sam_hypernetworks(mask_tokens_out), upscaled)
-        iou_pred = self.iou_prediction_head(iou_token_out)
-        return DecoderOutput(masks, iou_pred, mask_tokens_out, features, refined)
+        return self.read_outputs(iou_token_out, mask_tokens_out, upscaled, image_feature, robust, return_features)
 
     def _upscale(self, src: torch.Tensor, high_res: tuple[torch.Tensor, torch.Tensor], per_image: int) -> torch.Tensor:
         """SAM 2's upscaling (N, D, h, w) -> (N, D/8, 4h, 4w), adding each prompt's image's stride-8 and
