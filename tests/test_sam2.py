@@ -200,3 +200,18 @@ def test_train_robustsam_on_frozen_sam2(plain2_checkpoint, micro2_state, tmp_pat
                                  "--checkpoint", str(run / "final.pth"), "--sam-checkpoint", str(plain2_checkpoint), "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert list((out / "fog").glob("*.png"))
+
+
+def test_trainer_on_sam2_updates_only_the_robust_modules(plain2_checkpoint, tmp_path) -> None:
+    from train.config import TrainConfig
+    from train.trainer import Trainer
+
+    config = TrainConfig(data="synthetic:4", output=str(tmp_path), sam_checkpoint=str(plain2_checkpoint), batch_size=2,
+                         max_steps=2, epochs=10, save_every=0, image_size=64, prompt="box", val_every=0, device="cpu")
+    trainer = Trainer(config)
+    before = {key: value.clone() for key, value in trainer.model.state_dict().items()}
+    trainer.run()
+    after = trainer.model.state_dict()
+    frozen = [key for key in before if not is_sam2_robust_key(key)]
+    assert frozen and all(torch.equal(before[key], after[key]) for key in frozen)
+    assert any(not torch.equal(before[key], after[key]) for key in before if is_sam2_robust_key(key))
