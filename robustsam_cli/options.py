@@ -17,7 +17,7 @@ from rich.text import Text
 from core.errors import InputError
 from core.inference.batching import AUTO_MAX_IMAGES, ImageBatch, default_image_batch, parse_image_batch
 from core.inference.predictor import PRECISIONS
-from core.model.config import MODEL_CONFIGS
+from core.model import MODEL_TYPES
 from core.model.default_model import DEFAULT_MODEL_TYPE
 
 Command = TypeVar("Command", bound=Callable[..., Any])
@@ -63,8 +63,8 @@ def sam_checkpoint_option(help_text: str = "SAM checkpoint under a robust-module
 
 
 def model_type_option(help_text: str = "Inferred from the checkpoint when omitted.") -> Decorator:
-    """--model-type: one of the registered configurations; the help names the built-in model's."""
-    return click.option("--model-type", type=click.Choice(sorted(MODEL_CONFIGS)),
+    """--model-type: one of the registered configurations (SAM sizes, then SAM 2's); the help names the built-in model's."""
+    return click.option("--model-type", type=click.Choice(MODEL_TYPES),
                         help=f"{help_text} The built-in model is {DEFAULT_MODEL_TYPE}.")
 
 

@@ -29,7 +29,7 @@ from ..data.prompt_files import Prompt, PromptSet, load_prompts
 from ..errors import InputError
 from ..model.robustsam import RobustSam
 from ..parallel import SLOWEST
-from .amg import RobustAutomaticMaskGenerator
+from .amg import RobustAutomaticMaskGenerator, automatic_mask_generator
 from .batching import ImageBatch, ImageBatches
 from .loading import make_predictor
 from .mask_writers import ImageJob, MaskRecord, MaskWriter, make_writers
@@ -421,8 +421,7 @@ def prepare_run(
     segmenter: Segmenter
     predictor = predictor if predictor is not None else make_predictor(model, robust=robust, precision=precision)
     if prompt_set is None:
-        # SAM's generator reads only `img_size` from its model: the predictor's `model` serves.
-        generator = RobustAutomaticMaskGenerator(predictor.model, predictor=predictor, **(generator_options or {}))
+        generator = automatic_mask_generator(predictor, **(generator_options or {}))
         segmenter = AutomaticSegmenter(generator)
     else:
         segmenter = PromptSegmenter(predictor, multimask, all_masks, prompt_batch)
