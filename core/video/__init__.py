@@ -1,0 +1,46 @@
+"""Video: frame sources decoded lazily (video files, DAVIS frame folders), video prompt files,
+per-frame mask writers and the DAVIS measures (J, F, J&F)."""
+
+from .metrics import BOUNDARY_TOLERANCE, VOID_LABEL, SequenceScores, boundary_accuracy, boundary_map, region_similarity
+from .prompts import VideoPrompt, VideoPromptSet, load_video_prompts
+from .sources import (
+    FOLDER_FPS,
+    VIDEO_EXTENSIONS,
+    FrameFolder,
+    FrameSource,
+    VideoFile,
+    VideoInfo,
+    find_sources,
+    open_source,
+    output_name,
+    write_video,
+)
+from .writers import OVERLAY_KINDS, VIDEO_FORMATS, FrameMasks, label_image, make_video_writers, tint
+
+__all__ = [
+    "BOUNDARY_TOLERANCE",
+    "FOLDER_FPS",
+    "OVERLAY_KINDS",
+    "VIDEO_EXTENSIONS",
+    "VIDEO_FORMATS",
+    "VOID_LABEL",
+    "FrameFolder",
+    "FrameMasks",
+    "FrameSource",
+    "SequenceScores",
+    "VideoFile",
+    "VideoInfo",
+    "VideoPrompt",
+    "VideoPromptSet",
+    "boundary_accuracy",
+    "boundary_map",
+    "find_sources",
+    "label_image",
+    "load_video_prompts",
+    "make_video_writers",
+    "open_source",
+    "output_name",
+    "region_similarity",
+    "tint",
+    "write_video",
+]
