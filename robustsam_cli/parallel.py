@@ -20,10 +20,15 @@ PARALLEL_OPTIONS = ("gpus", "nnodes", "node_rank", "master_addr", "master_port",
 
 
 class ImagesPerSecond(ProgressColumn):
-    """Images per second over all workers."""
+    """Images (or other `unit`s: frames) per second over all workers."""
+
+    def __init__(self, unit: str = "images") -> None:
+        super().__init__()
+        self.unit = unit
 
     def render(self, task: Task) -> Text:
-        return Text(f"{task.speed:.2f} images/s" if task.speed else "- images/s", style="progress.data.speed")
+        rate = f"{task.speed:.2f}" if task.speed else "-"
+        return Text(f"{rate} {self.unit}/s", style="progress.data.speed")
 
 
 @dataclass(frozen=True)

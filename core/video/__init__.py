@@ -1,6 +1,7 @@
 """Video: frame sources decoded lazily (video files, DAVIS frame folders), video prompt files,
-per-frame mask writers and the DAVIS measures (J, F, J&F)."""
+per-frame mask writers, the DAVIS measures (J, F, J&F) and degradations consistent over time."""
 
+from .degrade import VideoDegradeRun, degrade_frames, plan_video_degrade, timing
 from .metrics import BOUNDARY_TOLERANCE, VOID_LABEL, SequenceScores, boundary_accuracy, boundary_map, region_similarity
 from .prompts import VideoPrompt, VideoPromptSet, load_video_prompts
 from .sources import (
@@ -11,6 +12,8 @@ from .sources import (
     VideoFile,
     VideoInfo,
     find_sources,
+    holds_videos,
+    numbered_frames,
     open_source,
     output_name,
     write_video,
@@ -28,19 +31,25 @@ __all__ = [
     "FrameMasks",
     "FrameSource",
     "SequenceScores",
+    "VideoDegradeRun",
     "VideoFile",
     "VideoInfo",
     "VideoPrompt",
     "VideoPromptSet",
     "boundary_accuracy",
+    "degrade_frames",
     "boundary_map",
     "find_sources",
+    "holds_videos",
+    "numbered_frames",
     "label_image",
     "load_video_prompts",
     "make_video_writers",
     "open_source",
     "output_name",
+    "plan_video_degrade",
     "region_similarity",
+    "timing",
     "tint",
     "write_video",
 ]

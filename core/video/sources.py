@@ -107,7 +107,7 @@ class FrameFolder(FrameSource):
     def __init__(self, path: str | os.PathLike, fps: float = FOLDER_FPS) -> None:
         self.path = Path(path)
         self.name = self.path.name
-        self.files = _numbered_frames(self.path)
+        self.files = numbered_frames(self.path)
         self.info = VideoInfo(len(self.files), fps, read_image_size(self.files[0]))
 
     def _frame(self, index: int) -> np.ndarray:
@@ -120,7 +120,7 @@ class FrameFolder(FrameSource):
         return frame
 
 
-def _numbered_frames(folder: Path) -> list[Path]:
+def numbered_frames(folder: Path) -> list[Path]:
     """The folder's image files sorted by number; InputError for a name that is not a number, a
     repeated number or a gap."""
     if not folder.is_dir():
@@ -270,6 +270,17 @@ def open_source(path: str | os.PathLike, cache_frames: int = CACHE_FRAMES) -> Fr
     if not path.exists():
         raise InputError(f"{path}: no such video file or frame folder")
     raise InputError(f"{path}: not a video ({', '.join(VIDEO_EXTENSIONS)}) or a folder of frames")
+
+
+def holds_videos(path: str | os.PathLike) -> bool:
+    """Whether `path` is a video file, or a folder of video files and frame folders with no image
+    of its own (a folder of images is a folder of images unless the caller says it is a video)."""
+    path = Path(path)
+    if path.is_file():
+        return path.suffix.lower() in VIDEO_EXTENSIONS
+    if not path.is_dir() or any(is_image_file(p) for p in path.iterdir()):
+        return False
+    return any(is_video_file(p) or (p.is_dir() and any(is_image_file(f) for f in p.iterdir())) for p in path.iterdir())
 
 
 def find_sources(path: str | os.PathLike) -> list[Path]:
