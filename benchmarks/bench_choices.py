@@ -31,7 +31,7 @@ from core.degradations import degrade, registry
 from core.degradations.kernels import correlate_per_sample, fast_fft_length
 from core.degradations.photometric import hls_lightness, rotate_hue, with_lightness
 from core.degradations.sampling import poisson
-from core.data.io import MASK_PNG_LEVEL
+from core.io import MASK_PNG_LEVEL
 from core.model.modules import FourierAmplitudeFilter
 
 Case = Tuple[str, str, Callable[[], object], str, Callable[[], object]]

@@ -25,7 +25,7 @@ import torch
 
 from core import RobustPredictor, build_robustsam
 from core.model.checkpoint import expected_shapes
-from core.data.io import read_image, write_mask
+from core.io import read_image, write_mask
 from core.inference.segment import prepare_run
 from core.model.synthetic_weights import synthetic_state_dict
 

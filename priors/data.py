@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from core.data.datasets import is_image_file, list_images
-from core.data.io import read_image, read_pixels
+from core.io import read_image, read_pixels
 from core.errors import InputError
 
 

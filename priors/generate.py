@@ -10,7 +10,7 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 
-from core.data.io import atomic_path
+from core.io import atomic_path
 from core.inference.amg import RobustAutomaticMaskGenerator
 from core.inference.loading import make_predictor
 from core.inference.predictor import RobustPredictor

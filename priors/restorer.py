@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from core.errors import InputError
-from core.data.io import atomic_path
-from core.model.checkpoint import load_torch_file
+from core.io import atomic_path
+from core.io import load_torch_file
 
 from .nafnet import MapPriorNAFNet, NAFNet
 from .unet import PriorUNet

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from core.data.io import read_image
+from core.io import read_image
 from core.errors import per_image
 from core.model.checkpoint import RobustModulesUninitialized
 from core.parallel import Shard, counter, image_area, shard_items, worker_model

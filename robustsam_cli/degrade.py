@@ -9,7 +9,6 @@ from typing import Any, List, Optional, Sequence
 import click
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from core.degradations import DEFAULT_LEVEL, DEGRADATIONS, LQSEG_TYPES, PUBLISHED
@@ -17,14 +16,15 @@ from core.degradations.lqseg import LQSEG_RATES
 from core.degradations.preview import MIXED, contact_sheet
 from core.degradations.run import DegradeSummary, plan_degrade
 from core.data.datasets import IMAGE_EXTENSIONS
-from core.data.io import read_image, require_output_file, write_image
+from core.io import read_image, require_output_file, write_image
 from core.device import resolve_device
 from core.errors import InputError
 from core.parallel import add_degrade_summaries, degrade_part
 from core.video import holds_videos, plan_video_degrade
 
 from .outcome import allow_empty_option, print_error, report_empty, report_failures
-from .parallel import ImagesPerSecond, Parallel, launch, parallel_options, pop_parallel
+from .options import device_option, image_progress
+from .parallel import Parallel, launch, parallel_options, pop_parallel
 
 
 def parse_types(spec: str) -> List[str]:
@@ -89,7 +89,7 @@ def _summary_table(summary: DegradeSummary, output: Path, unit: str = "images") 
               help="Severity 1-5; 3 is the published setting.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Each file's generator is seeded from (seed, type, file name).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
+@device_option()
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
               help="Images degraded together (same-size images share a batch).")
 @click.option("--overwrite", is_flag=True, help="Rewrite outputs that exist (by default they are kept: runs resume).")
@@ -169,9 +169,7 @@ def degrade(
     run = degrade_part(run, parallel.shard)
     for failure in run.failures:
         print_error(console, failure)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn())
-    with Progress(*columns, console=console) as progress:
+    with image_progress(console, transient=False) as progress:
         task = progress.add_task(f"degrading on {torch_device}", total=len(run.jobs))
 
         def advance(images: int, failures: Sequence[str]) -> None:
@@ -190,9 +188,7 @@ def _degrade_videos(src: Path, output: Path, kinds: List[str], parallel: Paralle
     if parallel.launched:
         raise click.UsageError("--gpus/--nnodes split folders of images; split videos with --shard K/N")
     run = plan_video_degrade(src, output, kinds, device=device, **options).part(parallel.shard)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), ImagesPerSecond("frames"),
-               TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console) as progress:
+    with image_progress(console, transient=False, unit="frames") as progress:
         task = progress.add_task(f"degrading {len(run.jobs)} videos on {device}", total=run.num_frames)
         summary = run.run(lambda frames: progress.advance(task, frames))
     Console().print(_summary_table(summary, output, unit="frames"))

@@ -8,11 +8,10 @@ from typing import Any, Optional
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table as RichTable
 
 from core.data.datasets import SPLITS, split_datasets
-from core.data.io import require_output_dir
+from core.io import require_output_dir, write_json, write_text
 from core.device import resolve_device
 from core.errors import InputError
 from core.evaluation import (
@@ -35,13 +34,12 @@ from core.evaluation import (
     row_cells,
     table_metrics,
     write_charts,
-    write_json,
-    write_text,
 )
 from core.evaluation.protocol import Results
 from core.inference.loading import checkpoint_method
 from core.parallel import STATE_DIR, eval_job, mark_done, plan_part
 
+from .options import device_option, image_progress, precision_option
 from .parallel import Parallel, launch, parallel_options, pop_parallel
 
 from .outcome import FailedImages, allow_empty_option, report_empty, report_failures
@@ -75,8 +73,8 @@ def rich_table(table: Table, models: list[str], metric: str) -> RichTable:
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N images of each dataset and condition.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("robustsam-eval"), show_default=True,
               help="Folder for results.json, results.md, prompts.json, charts and the resume cache.")
-@click.option("--device", default="auto", show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
+@device_option()
+@precision_option()
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Prompts decoded at once (full-size masks for each).")
 @click.option("--fresh", is_flag=True, help="Ignore cached results and evaluate everything again.")
 @allow_empty_option
@@ -182,8 +180,7 @@ def _evaluate(console: Console, parallel: Parallel, specs: list[ModelSpec], plan
     """Evaluates here (all images, or those of --shard); the results to report, or None for a shard
     that is not the last to finish."""
     items = plan_part(plan, parallel.shard)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
+    with image_progress(console) as progress:
         task = progress.add_task("evaluating", total=len(items) * len(specs))
         results = evaluate(
             specs,

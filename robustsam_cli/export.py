@@ -8,13 +8,13 @@ from typing import Optional
 
 import click
 
-from core.data.io import require_output_dir, require_output_file
+from core.io import require_output_dir, require_output_file
 from core.errors import InputError
 from core.model.checkpoint import expected_shapes, resolve_weights
-from core.model.config import MODEL_CONFIGS
 from core.model.default_model import read_amg_defaults
 
 from .defaults import checkpoint_or_default, named_checkpoint
+from .options import checkpoint_option, mode_option, model_type_option, sam_checkpoint_option
 
 _PATH = click.Path(dir_okay=False, path_type=str)
 
@@ -65,11 +65,10 @@ def _onnx(checkpoint: Optional[str], sam_checkpoint: Optional[str], model_type: 
               help="The full checkpoint to write: .safetensors (with model type and RobustSAM/SAM split as metadata) or .pth.")
 @click.option("--onnx", "onnx_dir", type=click.Path(path_type=Path),
               help="Write encoder.onnx, decoder.onnx and robustsam_onnx.json into this folder.")
-@click.option("--checkpoint", type=_PATH, help="The model to export or convert (default: the built-in model).")
-@click.option("--sam-checkpoint", type=_PATH, help="SAM checkpoint under a robust-modules-only --checkpoint.")
-@click.option("--model-type", type=click.Choice(sorted(MODEL_CONFIGS)), help="Inferred from the checkpoint when omitted.")
-@click.option("--mode", type=click.Choice(["robust", "sam"]), default="robust", show_default=True,
-              help="[--onnx] RobustSAM's path, or SAM's path with the same weights.")
+@checkpoint_option("The model to export or convert (default: the built-in model).", str)
+@sam_checkpoint_option(path_type=str)
+@model_type_option()
+@mode_option("[--onnx] ")
 @click.option("--opset", type=click.IntRange(min=17), default=18, show_default=True,
               help="[--onnx] ONNX opset (17 or later: the Fourier step needs DFT).")
 @click.option("--quantize", is_flag=True, help="[--onnx] Also write decoder_int8.onnx (onnxruntime dynamic int8 weights).")

@@ -8,27 +8,15 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.text import Text
+from rich.progress import Progress
 
 from core.errors import InputError
 from core.parallel import Nodes, Shard, WorkerError, launch_function, parse_shard
 
 from .defaults import console
+from .options import image_progress
 
 PARALLEL_OPTIONS = ("gpus", "nnodes", "node_rank", "master_addr", "master_port", "shard")
-
-
-class ImagesPerSecond(ProgressColumn):
-    """Images (or other `unit`s: frames) per second over all workers."""
-
-    def __init__(self, unit: str = "images") -> None:
-        super().__init__()
-        self.unit = unit
-
-    def render(self, task: Task) -> Text:
-        rate = f"{task.speed:.2f}" if task.speed else "-"
-        return Text(f"{rate} {self.unit}/s", style="progress.data.speed")
 
 
 @dataclass(frozen=True)
@@ -69,8 +57,7 @@ def pop_parallel(params: dict[str, Any]) -> Parallel:
 
 def job_progress(name: str, stderr_console: Any) -> tuple[Progress, Callable[[int, int], None]]:
     """A progress bar for the whole job and the callback (done, total over all workers) that moves it."""
-    columns = (TextColumn(name), BarColumn(), MofNCompleteColumn(), ImagesPerSecond(), TimeRemainingColumn(), TimeElapsedColumn())
-    progress = Progress(*columns, console=stderr_console, transient=True)
+    progress = image_progress(stderr_console)
     task = progress.add_task(name, total=None)
 
     def update(done: int, total: int) -> None:

@@ -8,46 +8,34 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import Progress
 
 from core.inference.loading import open_model
 from core.device import resolve_device
 from core.errors import InputError
-from core.data.io import atomic_path, require_output_dir
+from core.io import atomic_path, require_output_dir
 from priors.data import collect_images
 from priors.generate import PRIOR_GENERATOR_DEFAULTS, PriorGenerator
 from priors.run import add_prior_summaries, generate_priors, prior_part, sam_path_quiet
 
 from .defaults import apply_amg_defaults, checkpoint_or_default, console, named_checkpoint
 from .outcome import allow_empty_option, print_error, report_empty, report_failures
+from .options import device_option, generator_options, image_progress, model_options, stack
 from .parallel import launch, parallel_options, pop_parallel
 
 MANIFEST = "prior.json"
+# The generator settings prior takes from the command line (the others keep PRIOR_GENERATOR_DEFAULTS).
+PRIOR_FLAGS = ("points_per_side", "points_per_batch", "pred_iou_thresh", "stability_score_thresh", "box_nms_thresh")
 
 
 def segmenter_options(command: Callable) -> Callable:
     """The options that choose the segmenter and its automatic-mask-generator settings."""
-    options = [
-        click.option("--checkpoint", type=click.Path(path_type=Path), help="RobustSAM checkpoint (or SAM checkpoint with --mode sam); `default` or none: the built-in model."),
-        click.option("--sam-checkpoint", type=click.Path(path_type=Path), help="SAM checkpoint under a robust-modules-only --checkpoint."),
-        click.option("--model-type", default=None, help="vit_b / vit_l / vit_h / vit_tiny / vit_micro; inferred from the checkpoint."),
-        click.option("--mode", type=click.Choice(["robust", "sam"]), default="robust", show_default=True,
-                     help="RobustSAM's masks or SAM's own."),
-        click.option("--points-per-side", type=click.IntRange(1), default=PRIOR_GENERATOR_DEFAULTS["points_per_side"], show_default=True),
-        click.option("--points-per-batch", type=click.IntRange(1), default=PRIOR_GENERATOR_DEFAULTS["points_per_batch"], show_default=True),
-        click.option("--pred-iou-thresh", type=click.FloatRange(0, 1), default=PRIOR_GENERATOR_DEFAULTS["pred_iou_thresh"], show_default=True),
-        click.option("--stability-score-thresh", type=click.FloatRange(0, 1),
-                     default=PRIOR_GENERATOR_DEFAULTS["stability_score_thresh"], show_default=True),
-        click.option("--box-nms-thresh", type=click.FloatRange(0, 1), default=PRIOR_GENERATOR_DEFAULTS["box_nms_thresh"], show_default=True),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return stack(model_options(), generator_options(PRIOR_FLAGS, PRIOR_GENERATOR_DEFAULTS, prefix=""))(command)
 
 
 def generator_settings(options: dict[str, Any]) -> dict[str, Any]:
     """The generator keyword arguments among the parsed segmenter options."""
-    return {key: options[key] for key in ("points_per_side", "points_per_batch", "pred_iou_thresh", "stability_score_thresh", "box_nms_thresh")}
+    return {key: options[key] for key in PRIOR_FLAGS}
 
 
 def build_generator(options: dict[str, Any], device: str) -> PriorGenerator:
@@ -62,8 +50,7 @@ def build_generator(options: dict[str, Any], device: str) -> PriorGenerator:
 
 def progress_bar() -> Progress:
     """The progress bar every restoration command shows on stderr."""
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=console(stderr=True))
+    return image_progress(console(stderr=True), transient=False)
 
 
 def _check_manifest(output: Path, manifest: dict[str, Any], overwrite: bool) -> None:
@@ -90,7 +77,7 @@ def _write_manifest(output: Path, manifest: dict[str, Any]) -> None:
               help="dehaze: the gray-coded map; deblur: the gray-coded map and its segment partition.")
 @click.option("--glob", "pattern", default="**/*", show_default=True, help="Images to take from folder arguments.")
 @click.option("--features", is_flag=True, help="Also write the image embedding and early feature (.features.npz).")
-@click.option("--device", default="auto", show_default=True)
+@device_option()
 @click.option("--overwrite", is_flag=True, help="Recompute priors that already exist.")
 @click.option("--strict", is_flag=True, help="A prior with a single segment (no mask found) is an error (exit 2), not a warning.")
 @allow_empty_option

@@ -10,12 +10,13 @@ import click
 
 from core.device import resolve_device
 from core.errors import InputError, OnFailure, per_image
-from core.data.io import atomic_path, require_output_dir, require_output_file, write_image
+from core.io import atomic_path, require_output_dir, require_output_file, write_image
 from priors.data import PairedImage, collect_images, find_pairs, prior_files
 from priors.restorer import Restorer, load_restorer, save_restorer
 from priors.training import TrainSettings, evaluate_restorer, mean_scores, restore_image, train_restorer
 
 from . import defaults
+from .options import device_option
 from .outcome import FailedImages, allow_empty_option, report_empty, report_failures
 from .prior import build_generator, progress_bar, segmenter_options
 
@@ -89,7 +90,7 @@ def restore() -> None:
 @click.option("--middle-blocks", type=click.IntRange(0), default=1, show_default=True)
 @click.option("--dec-blocks", default="1,1,1,1", show_default=True)
 @click.option("--mask-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True)
-@click.option("--device", default="auto", show_default=True)
+@device_option()
 @_prior_source_options
 def train(data: Path, task: str, output: Path, no_prior: bool, steps: int, batch_size: int, crop: int, lr: float, seed: int,
           workers: int, save_every: Optional[int], width: int, levels: int, enc_blocks: str, middle_blocks: int, dec_blocks: str,
@@ -129,7 +130,7 @@ def train(data: Path, task: str, output: Path, no_prior: bool, steps: int, batch
 @click.option("--network", required=True, type=click.Path(path_type=Path), help="Network from `robustsam restore train`.")
 @click.option("--task", type=TASK, default=None, help="Checked against the network's task.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="JSON report: per-image and mean scores.")
-@click.option("--device", default="auto", show_default=True)
+@device_option()
 @_prior_source_options
 @click.pass_context
 def evaluate(ctx: click.Context, data: Path, network: Path, task: Optional[str], output: Optional[Path], device: str,
@@ -164,7 +165,7 @@ def evaluate(ctx: click.Context, data: Path, network: Path, task: Optional[str],
 @click.option("--task", type=TASK, default=None, help="Checked against the network's task.")
 @click.option("--glob", "pattern", default="**/*", show_default=True, help="Images to take from folder arguments.")
 @click.option("--overwrite", is_flag=True, help="Restore images whose output exists.")
-@click.option("--device", default="auto", show_default=True)
+@device_option()
 @allow_empty_option
 @_prior_source_options
 @click.pass_context

@@ -7,11 +7,9 @@ from typing import Any, Optional
 
 import click
 from click.core import ParameterSource
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from rich.text import Text
 
-from core import MODEL_CONFIGS, resolve_device
+from core import resolve_device
 from core.inference.loading import open_predictor
 from core.inference.segment import ImageResult, SegmentSummary, prepare_run
 from core.parallel import STATE_DIR, add_summaries, run_shard, shard_run
@@ -19,41 +17,13 @@ from core.parallel import STATE_DIR, add_summaries, run_shard, shard_run
 from .parallel import Parallel, launch, parallel_options, pop_parallel
 from .outcome import allow_empty_option, print_error, report_empty, report_failures
 from .defaults import apply_amg_defaults, checkpoint_or_default, console, named_checkpoint
+from .options import GENERATOR_OPTIONS, device_option, generator_options, image_progress, model_options, precision_option
 
-# Flags of segment-anything's scripts/amg.py, as SamAutomaticMaskGenerator keyword arguments.
-_UNIT = click.FloatRange(0.0, 1.0)
-GENERATOR_OPTIONS = {
-    "points_per_side": (click.IntRange(min=1), 32, "Points sampled along each side of the image."),
-    "points_per_batch": (click.IntRange(min=1), 64, "Points decoded at once."),
-    "pred_iou_thresh": (float, 0.88, "Keep masks whose predicted IoU exceeds this."),
-    "stability_score_thresh": (float, 0.95, "Keep masks whose stability score reaches this."),
-    "stability_score_offset": (float, 1.0, "Logit offset for the stability score."),
-    "box_nms_thresh": (_UNIT, 0.7, "Box IoU above which duplicate masks are removed."),
-    "crop_n_layers": (click.IntRange(min=0), 0, "Layers of image crops to also segment."),
-    "crop_nms_thresh": (_UNIT, 0.7, "Box IoU above which duplicates between crops are removed."),
-    "crop_overlap_ratio": (_UNIT, 512 / 1500, "Overlap between crops, as a fraction of the crop size."),
-    "crop_n_points_downscale_factor": (click.IntRange(min=1), 1, "Points per side divided by this factor per crop layer."),
-    "min_mask_region_area": (click.IntRange(min=0), 0, "Fill holes and drop islands smaller than this many pixels."),
-}
 PROMPT_OPTIONS = ("prompt_from", "multimask", "all_masks", "prompt_batch")
-
-
-class ImagesPerSecondColumn(ProgressColumn):
-    """Images per second over the recent samples."""
-
-    def render(self, task: Task) -> Text:
-        return Text(f"{task.speed:.2f} images/s" if task.speed else "- images/s", style="progress.data.speed")
 
 
 def _given(ctx: click.Context, name: str) -> bool:
     return ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
-
-
-def _generator_options(function: Any) -> Any:
-    for name, (kind, default, help_text) in reversed(GENERATOR_OPTIONS.items()):
-        flag = "--" + name.replace("_", "-")
-        function = click.option(flag, name, type=kind, default=default, show_default=True, help=f"[segment everything] {help_text}")(function)
-    return function
 
 
 def _summary_table(summary: SegmentSummary) -> Table:
@@ -113,12 +83,9 @@ def _onnx_predictor(ctx: click.Context, onnx_dir: Optional[Path]) -> Any:
 @click.option("--multimask", is_flag=True, help="Predict three masks per prompt and keep the one with the best predicted IoU.")
 @click.option("--all-masks", is_flag=True, help="With --multimask, keep all three (mask k = 3 * prompt + candidate).")
 @click.option("--prompt-batch", type=click.IntRange(min=1), default=16, show_default=True, help="Prompts decoded at once.")
-@click.option("--checkpoint", type=click.Path(path_type=Path), help="RobustSAM (or SAM) checkpoint .pth; `default` or none: the built-in model.")
-@click.option("--sam-checkpoint", type=click.Path(path_type=Path), help="SAM checkpoint under a robust-modules-only --checkpoint.")
-@click.option("--model-type", type=click.Choice(sorted(MODEL_CONFIGS)), help="Inferred from the checkpoint when omitted.")
-@click.option("--mode", type=click.Choice(["robust", "sam"]), default="robust", show_default=True, help="RobustSAM's path, or SAM's path with the same weights.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps, ...")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True, help="Autocast precision.")
+@model_options()
+@device_option()
+@precision_option()
 @click.option("--half", is_flag=True, help="Same as --precision fp16 (CUDA only).")
 @click.option("--overwrite", is_flag=True, help="Redo images whose outputs exist (default: skip them, resuming a run).")
 @click.option("--strict", is_flag=True, help="An image where segment-everything finds no mask is an error (exit 1), not a warning.")
@@ -127,7 +94,7 @@ def _onnx_predictor(ctx: click.Context, onnx_dir: Optional[Path]) -> Any:
 @click.option("--onnx-dir", type=click.Path(file_okay=False, path_type=Path), help="[--backend onnx] The folder robustsam export --onnx wrote.")
 @allow_empty_option
 @parallel_options
-@_generator_options
+@generator_options()
 @click.pass_context
 def segment(
     ctx: click.Context,
@@ -229,8 +196,7 @@ def segment(
         report_empty(f"{', '.join(inputs)}: no images to segment", allow_empty)
         return
     errors = console(stderr=True)
-    columns = (TextColumn("segment"), BarColumn(), MofNCompleteColumn(), ImagesPerSecondColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=errors, transient=True) as progress:
+    with image_progress(errors) as progress:
         mine = run if parallel.shard is None else shard_run(run, parallel.shard)
         task = progress.add_task("segment", total=len(mine.pending))
 

@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, Optional
 import click
 from click.core import ParameterSource
 
-from core.model.config import MODEL_CONFIGS
 from core.model.decoder import ABLATIONS
 from core.model.default_model import is_default_name
-from core.data.io import require_output_dir
+from core.io import require_output_dir
 from core.errors import InputError
-from train.config import DEGRADE_MODES, LOSSES, OPTIMIZERS, PRECISIONS, PROMPTS, STAGES, TrainConfig
+from train.config import DEGRADE_MODES, LOSSES, OPTIMIZERS, PROMPTS, STAGES, TrainConfig
 
 from .defaults import announce_builtin, builtin_checkpoint, no_leftover_folder
+from .options import checkpoint_option, device_option, model_type_option, precision_option, sam_checkpoint_option
 from .train_progress import step_reporter
 
 if TYPE_CHECKING:
@@ -41,13 +41,10 @@ _PATH = click.Path(dir_okay=False, path_type=str)
 @click.option("--lora-rank", type=int, default=8, show_default=True, help="GleSAM: LoRA rank (published 8, alpha 8).")
 @click.option("--latent-scale", type=float, default=5.0, show_default=True,
               help="GleSAM: the feature weight that aligns SAM's embedding with SD latents (published example 5).")
-@click.option("--model-type", type=click.Choice(list(MODEL_CONFIGS)),
-              help="Model size (inferred from checkpoints; needed for --stage base from scratch).")
-@click.option("--sam-checkpoint", type=_PATH,
-              help="SAM weights to start from (released SAM or a stage-base checkpoint; `default`: the built-in model).")
-@click.option("--checkpoint", type=_PATH,
-              help="RobustSAM (or robust-modules-only, with --sam-checkpoint) weights to start from; `default`, or "
-                   "with neither checkpoint given (stage robust), the built-in model.")
+@model_type_option("Model size (inferred from checkpoints; needed for --stage base from scratch).")
+@sam_checkpoint_option("SAM weights to start from (released SAM or a stage-base checkpoint; `default`: the built-in model).", str)
+@checkpoint_option("RobustSAM (or robust-modules-only, with --sam-checkpoint) weights to start from; `default`, or "
+                   "with neither checkpoint given (stage robust), the built-in model.", str)
 @click.option("--image-dir", type=click.Path(file_okay=False, path_type=str), help="Images of a COCO --data file.")
 @click.option("--split", default="train", show_default=True, help="Robust-Seg split to train on.")
 @click.option("--val-data", help="Validation data (same forms as --data); default: held-out scenes for synthetic data.")
@@ -91,14 +88,13 @@ _PATH = click.Path(dir_okay=False, path_type=str)
 @click.option("--max-steps", type=int, help="Stop after this many optimizer steps.")
 @click.option("--batch-size", type=int, default=2, show_default=True, help="Images per process per micro-batch.")
 @click.option("--accumulate", type=int, default=1, show_default=True, help="Micro-batches per optimizer step.")
-@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
-              help="Autocast dtype (CUDA only).")
+@precision_option("Autocast dtype (CUDA only).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--save-every", type=int, default=1000, show_default=True,
               help="Checkpoint every N steps (0: only at the end).")
 @click.option("--val-every", type=int, default=500, show_default=True, help="Validate every N steps (0: never).")
 @click.option("--log-every", type=int, default=10, show_default=True)
-@click.option("--device", default="auto", show_default=True)
+@device_option()
 @click.option("--resume", type=_PATH, help="A checkpoint of this run to continue exactly from.")
 @click.option("--gpus", type=int, default=1, show_default=True,
               help="Worker processes on this node (torchrun); NCCL on CUDA, gloo on CPU.")

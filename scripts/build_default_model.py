@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core import RobustSam, build_robustsam  # noqa: E402
-from core.data.io import atomic_path  # noqa: E402
+from core.io import atomic_path  # noqa: E402
 from core.data.photo_scenes import make_photo_scene  # noqa: E402
 from core.data.scenes import make_scene  # noqa: E402
 from core.degradations import PUBLISHED, degrade  # noqa: E402

@@ -40,9 +40,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from replication import FIRST_SEED, PHOTOS, SCENE_SIZE, eval_rows, run, write_scenes  # noqa: E402
 from core.data.datasets import list_images  # noqa: E402
-from core.data.io import atomic_path, read_image  # noqa: E402
+from core.io import atomic_path, read_image  # noqa: E402
 from core.data.scenes import HELD_OUT_STYLES  # noqa: E402
-from core.glesam import GleSamPredictor  # noqa: E402
+from core.inference import GleSamPredictor  # noqa: E402
 from core.inference import RobustPredictor, open_model  # noqa: E402
 from core.model.default_model import DEFAULT_CHECKPOINT, is_default_name  # noqa: E402
 from train.glesam import GleSamTrainConfig, train_glesam  # noqa: E402

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.degradations import degrade  # noqa: E402
-from core.data.io import atomic_path, write_image  # noqa: E402
+from core.io import atomic_path, write_image  # noqa: E402
 from core.evaluation.prompt_sampling import mask_box  # noqa: E402
 from core.data.scenes import make_scene  # noqa: E402
 

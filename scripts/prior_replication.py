@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.data.datasets import Sample  # noqa: E402
-from core.data.io import atomic_path, write_image  # noqa: E402
+from core.io import atomic_path, write_image  # noqa: E402
 from core.data.scenes import make_scene  # noqa: E402
 from core.degradations.kernels import correlate_per_sample, motion_kernels  # noqa: E402
 from core.model.build import build_robustsam  # noqa: E402

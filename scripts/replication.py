@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from build_default_model import generate_all, everything_scores, photo_scenes  # noqa: E402
-from core.data.io import atomic_path, read_image, write_image  # noqa: E402
+from core.io import atomic_path, read_image, write_image  # noqa: E402
 from core.data.photo_scenes import HELD_OUT_PHOTOS, make_photo_scene, photograph  # noqa: E402
 from core.data.scenes import HELD_OUT_STYLES, TRAIN_STYLES, make_scene  # noqa: E402
 from core.model.build import build_robustsam  # noqa: E402

@@ -22,7 +22,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from core.data.io import write_image
+from core.io import write_image
 from priors.restorer import Restorer, save_restorer
 from robustsam_cli.main import cli
 

@@ -13,7 +13,8 @@ import core
 import core.evaluation.protocol
 from core.model.checkpoint import is_robust_key
 from core.errors import InputError
-from core.evaluation.metrics import ApInstance, boundary_iou, dice, encode_rle, iou, mask_ap, pixel_accuracy
+from core.evaluation.metrics import ApInstance, boundary_iou, dice, iou, mask_ap, pixel_accuracy
+from core.io import encode_rle
 from core.evaluation.prompt_sampling import PromptBook, mask_box, sample_prompts
 from robustsam_cli.main import cli
 

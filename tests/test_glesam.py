@@ -19,7 +19,7 @@ pytest.importorskip("diffusers")
 pytest.importorskip("peft")
 
 from core import build_robustsam  # noqa: E402
-from core.data.io import read_image, write_image  # noqa: E402
+from core.io import read_image, write_image  # noqa: E402
 from core.data.scenes import make_scene  # noqa: E402
 from core.degradations.lqseg import lqseg  # noqa: E402
 from core.errors import CheckpointError  # noqa: E402
@@ -27,7 +27,6 @@ from core.evaluation.metrics import batch_iou  # noqa: E402
 from core.evaluation.prompt_sampling import mask_box  # noqa: E402
 from core.glesam import (  # noqa: E402
     GleSam,
-    GleSamPredictor,
     build_enhancer,
     checkpoint_dict,
     from_released,
@@ -35,7 +34,7 @@ from core.glesam import (  # noqa: E402
     released_lora_to_peft,
 )
 from core.glesam.unet import small_unet_config, unet_from_config  # noqa: E402
-from core.inference import RobustPredictor, open_predictor, segment  # noqa: E402
+from core.inference import GleSamPredictor, RobustPredictor, open_predictor, segment  # noqa: E402
 from core.model import is_robust_key  # noqa: E402
 from core.model.default_model import DEFAULT_CHECKPOINT  # noqa: E402
 from robustsam_cli.main import cli  # noqa: E402

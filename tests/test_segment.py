@@ -16,7 +16,7 @@ from pycocotools import mask as mask_utils
 
 import core.inference.mask_writers
 from core import RobustPredictor, build_robustsam
-from core.data.io import read_image, write_mask
+from core.io import read_image, write_mask
 from core.errors import InputError
 from core.inference import RobustAutomaticMaskGenerator
 from core.inference.segment import find_images, prepare_run

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from core.errors import InputError
-from core.data.io import write_image
+from core.io import write_image
 from core.data.scenes import make_scene
 from train.data import OfflinePairs, make_batch, open_dataset
 

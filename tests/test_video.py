@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from core.data.io import read_pixels, write_image, write_mask
+from core.io import read_pixels, write_image, write_mask
 from core.errors import InputError
-from core.evaluation.metrics import encode_rle
+from core.io import encode_rle
 from core.video import (
     FrameFolder,
     SequenceScores,

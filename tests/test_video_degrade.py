@@ -9,7 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from core.data.io import read_pixels, write_image
+from core.io import read_pixels, write_image
 from core.video import FrameFolder, degrade_frames, write_video
 from core.video.degrade import fall_offset
 from robustsam_cli.main import cli

@@ -12,7 +12,6 @@ PROMPTS = ("points", "box", "mixed")
 DEGRADE_MODES = ("online", "offline")
 LOSSES = ("paper", "published")
 OPTIMIZERS = ("adam", "adamw")
-PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 ConfigT = TypeVar("ConfigT", bound="JsonConfig")

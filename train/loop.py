@@ -17,10 +17,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
-from core.data.io import atomic_path
+from core.io import atomic_path
 from core.device import resolve_device
 from core.errors import InputError
-from core.model.checkpoint import load_torch_file
+from core.io import load_torch_file
 
 FINAL = "final.pth"
 TRAINING_KEYS = ("optimizer", "scheduler", "step")

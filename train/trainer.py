@@ -229,7 +229,9 @@ def read_resume(path: str) -> dict[str, Any]:
 
 def check_config(config: TrainConfig) -> None:
     """InputError for settings that cannot run, before any model is built."""
-    from .config import DEGRADE_MODES, LOSSES, OPTIMIZERS, PRECISIONS, PROMPTS, STAGES
+    from core.inference.predictor import PRECISIONS
+
+    from .config import DEGRADE_MODES, LOSSES, OPTIMIZERS, PROMPTS, STAGES
 
     choices = (("stage", STAGES), ("prompt", PROMPTS), ("degrade", DEGRADE_MODES), ("loss", LOSSES),
                ("optimizer", OPTIMIZERS), ("precision", PRECISIONS))

@@ -15,7 +15,7 @@ from .datasets import (
     read_masks,
     split_datasets,
 )
-from .io import atomic_path, read_image, read_json, read_pixels, to_rgb8, write_image, write_mask
+from ..io import atomic_path, read_image, read_json, read_pixels, to_rgb8, write_image, write_mask  # their home is core.io
 from .prompt_files import Prompt, PromptSet, load_prompts
 from .scenes import HELD_OUT_STYLES, SCENE_STYLES, TRAIN_STYLES, SceneDataset, make_scene
 

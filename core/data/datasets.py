@@ -17,7 +17,7 @@ import numpy as np
 from pycocotools.coco import COCO
 
 from ..errors import InputError
-from .io import read_image, read_json, read_pixels
+from ..io import read_image, read_json, read_pixels
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
-from ..data.io import atomic_path
+from ..io import atomic_path
 from ..errors import InputError
 
 JPEG_QUALITY = 95

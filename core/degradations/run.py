@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..data.datasets import IMAGE_EXTENSIONS, list_images, read_masks
-from ..data.io import read_image, read_image_size, require_output_dir
+from ..io import read_image, read_image_size, require_output_dir
 from ..errors import InputError
 from .dataset import copy_clear, file_seed, find_mask, save_image, save_masks
 from .preview import CLEAR, apply, to_tensor, to_uint8

@@ -12,7 +12,7 @@ from typing import Mapping
 
 import torch
 
-from ..data.io import atomic_path
+from ..io import atomic_path, load_torch_file
 from ..errors import CheckpointError
 from ..model.checkpoint import SAFETENSORS_SUFFIX, is_robust_key
 from ..model.decoder import ROBUST_MODULES
@@ -68,7 +68,7 @@ def read_weights_metadata(path: str | os.PathLike) -> dict[str, str]:
 def export_weights(checkpoint: str | os.PathLike, target: str | os.PathLike) -> tuple[Path, str, int]:
     """The model weights of `checkpoint` (a bare state dict or a robustsam train checkpoint, whose
     'model' entry they are) written to `target` by `save_weights`: (path, model type, tensors)."""
-    from ..model.checkpoint import infer_model_type, load_torch_file, read_state_dict
+    from ..model.checkpoint import infer_model_type, read_state_dict
 
     state = read_state_dict(checkpoint)
     recorded = None if Path(checkpoint).suffix.lower() == ".safetensors" else load_torch_file(checkpoint).get("model_type")

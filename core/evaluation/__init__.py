@@ -9,11 +9,11 @@ from .metrics import (
     batch_pixel_accuracy,
     boundary_iou,
     dice,
-    encode_rle,
     iou,
     mask_ap,
     pixel_accuracy,
 )
+from ..io import encode_rle  # its home is core.io
 from .prompt_sampling import NUM_POINTS, PROMPT_TYPES, ObjectPrompt, PromptBook, sample_prompts
 from .protocol import (
     CACHE_DIR,
@@ -34,7 +34,7 @@ from .protocol import (
     require_checkpoints,
     table_metrics,
 )
-from .report import last_condition, markdown, results_document, row_cells, write_charts, write_json, write_text
+from .report import last_condition, markdown, results_document, row_cells, write_charts
 
 __all__ = [
     "CACHE_DIR",
@@ -75,6 +75,4 @@ __all__ = [
     "sample_prompts",
     "table_metrics",
     "write_charts",
-    "write_json",
-    "write_text",
 ]

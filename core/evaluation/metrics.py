@@ -104,12 +104,6 @@ def boundary_iou(pred: np.ndarray, gt: np.ndarray, dilation_ratio: float = BOUND
     return float(batch_boundary_iou(pred[None], gt[None], dilation_ratio)[0])
 
 
-def encode_rle(masks: np.ndarray) -> list[dict]:
-    """COCO run-length encodings of (N, H, W) boolean masks, with `counts` as str (JSON-serialisable)."""
-    rles = mask_utils.encode(np.asfortranarray(np.asarray(masks, dtype=np.uint8).transpose(1, 2, 0)))
-    return [{"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")} for rle in rles]
-
-
 @dataclass
 class ApInstance:
     """One ground-truth object and the mask predicted for it from its prompt.

@@ -18,7 +18,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..errors import InputError
-from ..data.io import atomic_path, read_json
+from ..io import atomic_path, read_json
 
 NUM_POINTS = 3
 PROMPT_TYPES = ("points", "box")

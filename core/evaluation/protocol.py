@@ -27,6 +27,7 @@ from ..data.datasets import CLEAR, AnnotatedReader, DatasetSpec, Sample, SampleR
 from ..errors import InputError, OnFailure, per_image
 from ..inference.loading import make_predictor, open_model
 from ..inference.predictor import RobustPredictor
+from ..io import encode_rle
 from ..model.checkpoint import RobustModulesUninitialized
 from ..model.default_model import default_checkpoint
 from .metrics import (
@@ -36,7 +37,6 @@ from .metrics import (
     batch_dice,
     batch_iou,
     batch_pixel_accuracy,
-    encode_rle,
     mask_ap,
 )
 from .prompt_sampling import PROMPT_TYPES, ObjectPrompt, PromptBook

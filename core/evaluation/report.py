@@ -3,12 +3,11 @@ tables are drawn by `robustsam_cli.eval`)."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Optional
 
-from ..data.io import atomic_path
+from ..io import atomic_path
 from .protocol import METRIC_LABELS, Row, Table
 
 
@@ -74,16 +73,6 @@ def results_document(tables: list[Table], run: dict[str, Any]) -> dict[str, Any]
             for table in tables
         ],
     }
-
-
-def write_text(path: Path, text: str) -> None:
-    """Writes `text` to `path` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
-def write_json(path: Path, document: dict[str, Any]) -> None:
-    write_text(path, json.dumps(document, indent=2) + "\n")
 
 
 def write_charts(tables: list[Table], models: list[str], metric: str, folder: Path) -> list[Path]:

@@ -1,6 +1,7 @@
 """GleSAM (Guo et al., CVPR 2025): generative latent-space enhancement of SAM's image embedding with a
 LoRA-adapted diffusion U-Net (one denoising step), then SAM's fine-tuned decoder. Needs the `glesam`
-extra (diffusers, peft); `core.inference.open_predictor` opens GleSAM checkpoints like any other."""
+extra (diffusers, peft); `core.inference.open_predictor` opens GleSAM checkpoints like any other
+(as a `core.inference.GleSamPredictor`)."""
 
 from .enhancer import PUBLISHED_FEATURE_WEIGHT, PUBLISHED_TIMESTEP, LatentEnhancer, sd_alphas_cumprod
 from .model import (
@@ -13,7 +14,6 @@ from .model import (
     load_glesam,
     load_released_decoder,
 )
-from .predictor import GleSamPredictor
 from .unet import (
     LORA_TARGETS,
     PUBLISHED_LORA,
@@ -32,7 +32,6 @@ __all__ = [
     "PUBLISHED_LORA",
     "PUBLISHED_TIMESTEP",
     "GleSam",
-    "GleSamPredictor",
     "LatentEnhancer",
     "add_lora",
     "build_enhancer",

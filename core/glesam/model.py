@@ -13,12 +13,12 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ..io import load_torch_file
 from ..model.checkpoint import (
     GLESAM_KIND,
     RobustModulesUninitialized,
     is_glesam_checkpoint,
     is_robust_key,
-    load_torch_file,
     read_state_dict,
 )
 from ..model.config import MODEL_CONFIGS, get_config

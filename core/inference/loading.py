@@ -22,6 +22,7 @@ from ..errors import CheckpointError
 from ..model.build import build_robustsam
 from ..model.checkpoint import SAFETENSORS_SUFFIX, is_glesam_checkpoint, load_torch_file
 from ..model.robustsam import RobustSam
+from .glesam_predictor import GleSamPredictor
 from .predictor import RobustPredictor
 
 if TYPE_CHECKING:
@@ -73,8 +74,6 @@ def make_predictor(model: Union[RobustSam, "GleSam"], *, robust: bool = True, pr
     `robust` is then ignored), else RobustPredictor on the robust path or, with `robust=False`, SAM's."""
     if isinstance(model, RobustSam):
         return RobustPredictor(model, robust=robust, precision=precision)
-    from ..glesam import GleSamPredictor
-
     return GleSamPredictor(model, precision=precision)
 
 

@@ -16,8 +16,7 @@ from typing import Optional, Protocol, Sequence
 
 import numpy as np
 
-from ..data.io import atomic_path, write_image, write_mask
-from ..evaluation.metrics import encode_rle
+from ..io import atomic_path, encode_rle, write_image, write_mask
 from ..data.prompt_files import Prompt
 
 # The columns of segment-anything's scripts/amg.py metadata.csv.

@@ -11,6 +11,7 @@ from segment_anything import SamPredictor
 from ..model.robustsam import RobustSam
 
 _AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS = tuple(_AUTOCAST_DTYPES)
 # Prompts decoded together on a CPU. The decoder's per-prompt activations, (4096, 256) per
 # transformer step and (32, 256, 256) mask features, fall out of the cache in larger batches:
 # on the 2-core reference machine 2 at a time cost 124 ms per robust prompt, 10 at a time 147.

@@ -25,7 +25,7 @@ from segment_anything import SamPredictor
 from segment_anything.utils.amg import batched_mask_to_box, calculate_stability_score
 
 from ..data.datasets import is_image_file, list_images
-from ..data.io import read_image, read_image_size, require_output_dir
+from ..io import read_image, read_image_size, require_output_dir
 from ..data.prompt_files import Prompt, PromptSet, load_prompts
 from ..errors import InputError
 from ..model.robustsam import RobustSam

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import pickle
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -15,6 +14,7 @@ import torch
 from .config import MODEL_CONFIGS, get_config
 from .decoder import ROBUST_MODULES
 from ..errors import CheckpointError
+from ..io import load_torch_file
 from .robustsam import RobustSam
 
 _ROBUST_PREFIXES = tuple(f"mask_decoder.{name}." for name in ROBUST_MODULES)
@@ -40,43 +40,6 @@ def expected_shapes(model_type: str) -> dict[str, tuple[int, ...]]:
     with torch.device("meta"):
         model = RobustSam(get_config(model_type), model_type)
     return {key: tuple(value.shape) for key, value in model.state_dict().items()}
-
-
-# Lines of torch's weights-only error that are advice, not the problem; one suggests
-# weights_only=False, the unsafe setting, which this tool never passes nor recommends.
-_ADVICE = ("weights only load failed", "weights_only", "please file an issue", "check the documentation", "torch.load")
-
-
-def _load_problem(error: Exception) -> str:
-    """What torch's error says is wrong with the file, in a few words, without its advice."""
-    if isinstance(error, pickle.UnpicklingError):
-        lines = [line.strip() for line in str(error).splitlines()]
-        facts = [line for line in lines if line and not any(word in line.lower() for word in _ADVICE)]
-        return f"refused to unpickle: {facts[0]}" if facts else "refused to unpickle it"
-    if isinstance(error, EOFError) or not str(error).strip():
-        return "empty or cut short" if isinstance(error, EOFError) else type(error).__name__
-    if isinstance(error, (IndexError, KeyError, TypeError, AttributeError)):
-        return "not a pickle or zip archive torch wrote"  # what the unpickler raises on other bytes, e.g. text
-    first = str(error).strip().splitlines()[0]
-    return first.split(". ")[0].rstrip(".")
-
-
-def load_torch_file(path: str | os.PathLike, what: str = "checkpoint file", kind: str = "PyTorch checkpoint",
-                    mmap: bool = False) -> Any:
-    """The content of a `torch.save` file read with `weights_only=True` (plain containers and
-    tensors only: a pickle that would run code is refused). CheckpointError naming the file, "no
-    such `what`" when it is missing, "not a `kind`" for any file torch cannot read that way:
-    empty, cut short, text, random bytes or a malicious pickle. `mmap`: tensors stay on disk until
-    used (zip-format files only; a legacy-format file is then refused)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such {what}")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": noise next to the error
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except Exception as error:  # torch's unpickler raises many types for foreign bytes
-        raise CheckpointError(f"{path}: not a {kind} ({_load_problem(error)})") from None
 
 
 def is_glesam_checkpoint(content: Any) -> bool:

@@ -16,8 +16,12 @@ from typing import Optional
 
 import torch
 
+from ..errors import CheckpointError
+from ..io import load_torch_file
+
 DEFAULT_CHECKPOINT = Path(__file__).parents[1] / "assets" / "robustsam_default.pth"
 DEFAULT_NAME = "default"
+DEFAULT_MODEL_TYPE = "vit_micro_p8"  # what infer_model_type reads from the packaged file (tests check it)
 DEFAULT_NOTICE = "using the built-in tiny model (128 px, trained on photo-textured scenes); pass --checkpoint for real images"
 AMG_DEFAULTS_KEY = "amg_defaults"
 # The generator settings a checkpoint may carry, with their types.
@@ -44,8 +48,8 @@ def read_amg_defaults(path: str | os.PathLike) -> dict[str, int | float]:
     """The generator settings stored in checkpoint `path` ({} when it holds none or is unreadable;
     reading the weights reports unreadable files). Loaded memory-mapped: the tensors are not read."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # torch's unpickler raises many types for foreign bytes; the weights' reader reports them
+        state = load_torch_file(path, mmap=True)
+    except CheckpointError:  # the weights' reader reports unreadable files
         return {}
     entry = state.get(AMG_DEFAULTS_KEY) if isinstance(state, Mapping) else None
     if not isinstance(entry, Mapping):

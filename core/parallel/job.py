@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Union
 
 import torch
 
-from ..data.io import atomic_path, read_image_size
+from ..io import atomic_path, read_image_size
 from ..errors import InputError
 from ..inference.loading import open_model
 from ..model.robustsam import RobustSam

@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from ..data.io import atomic_path
+from ..io import atomic_path
 from ..errors import InputError
 
 JOB_FILE = "job.json"

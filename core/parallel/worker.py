@@ -15,7 +15,7 @@ import torch.distributed as dist
 
 from .launch import write_progress
 from .shard import shard_from_env
-from ..data.io import atomic_path
+from ..io import atomic_path
 
 
 def main() -> None:

@@ -24,7 +24,6 @@ Layout under OUTPUT (frames numbered as the source: `00000.jpg`, ...):
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +32,9 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from ..data.io import atomic_path, read_image_size, require_output_dir
+from ..io import read_image_size, require_output_dir
 from ..degradations import DEGRADATIONS, LQSEG_TYPES
-from ..degradations.dataset import file_seed, save_image
+from ..degradations.dataset import copy_clear, file_seed, save_image
 from ..degradations.preview import CLEAR, MIXED, apply, to_tensor, to_uint8
 from ..degradations.run import MASKS, DegradeSummary
 from ..errors import InputError
@@ -171,8 +170,7 @@ class VideoDegradeRun:
             if not self._missing(clear):
                 summary.kept[CLEAR] += 1
             elif isinstance(source, FrameFolder):
-                with atomic_path(clear) as tmp:
-                    shutil.copyfile(source.files[frame], tmp)
+                copy_clear(source.files[frame], clear)
                 summary.written[CLEAR] += 1
             else:
                 save_image(clear, source[frame])
@@ -180,8 +178,7 @@ class VideoDegradeRun:
             if job.masks is not None:
                 target = self._target(MASKS, job, frame, job.masks[frame].suffix)
                 if self._missing(target):
-                    with atomic_path(target) as tmp:
-                        shutil.copyfile(job.masks[frame], tmp)
+                    copy_clear(job.masks[frame], target)
                     summary.written[MASKS] += 1
                 else:
                     summary.kept[MASKS] += 1

@@ -22,7 +22,7 @@ from typing import Any, Optional
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from ..data.io import read_json, read_pixels
+from ..io import read_json, read_pixels
 from ..data.prompt_files import PROMPT_FIELDS, Prompt, parse_prompt
 from ..errors import InputError
 from .sources import FrameSource

@@ -25,7 +25,7 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from ..data.datasets import IMAGE_EXTENSIONS, is_image_file
-from ..data.io import read_image, read_image_size
+from ..io import read_image, read_image_size
 from ..errors import InputError
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".webm", ".mkv")

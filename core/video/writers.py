@@ -22,8 +22,7 @@ from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 
-from ..data.io import atomic_path, read_image, write_image, write_mask
-from ..evaluation.metrics import encode_rle
+from ..io import atomic_path, encode_rle, read_image, write_image, write_mask
 from ..inference.mask_writers import palette
 from .sources import VideoInfo, write_video
 

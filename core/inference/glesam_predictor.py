@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import torch
 
-from ..inference.predictor import RobustPredictor
-from .model import GleSam
+from .predictor import RobustPredictor
+
+if TYPE_CHECKING:
+    from ..glesam import GleSam  # needs the glesam extra; a GleSam argument means it is installed
 
 
 class GleSamPredictor(RobustPredictor):
@@ -20,7 +23,7 @@ class GleSamPredictor(RobustPredictor):
 
     method = "glesam"
 
-    def __init__(self, model: GleSam, precision: str = "fp32") -> None:
+    def __init__(self, model: "GleSam", precision: str = "fp32") -> None:
         self.glesam = model
         self.enhancer_seconds = 0.0
         super().__init__(model.sam, robust=False, precision=precision, exact_sam=False)

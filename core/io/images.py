@@ -1,19 +1,17 @@
-"""Image reading and atomic file writing shared by every command."""
+"""Reading images as (H, W, 3) uint8 RGB and writing images and masks atomically: the one image
+reader and writer of every command."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import re
-import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Sequence
 
 import imageio.v3 as iio
 import numpy as np
 
 from ..errors import InputError
+from .files import atomic_path
 
 
 def to_rgb8(image: np.ndarray) -> np.ndarray:
@@ -77,45 +75,6 @@ def read_image_size(path: str | os.PathLike) -> tuple[int, int]:
     return int(shape[0]), int(shape[1])
 
 
-def require_output_dir(path: str | os.PathLike) -> Path:
-    """`path` if it is a folder or can be made one (nothing is created); InputError when it, or a
-    folder above it, is a file."""
-    path = Path(path)
-    _require_folders(path, (path, *path.parents))
-    return path
-
-
-def require_output_file(path: str | os.PathLike) -> Path:
-    """`path` if a file can be written there (nothing is created); InputError when it is a folder
-    or a folder above it is a file."""
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, not an output file")
-    _require_folders(path, path.parents)
-    return path
-
-
-def _require_folders(path: Path, candidates: Sequence[Path]) -> None:
-    for candidate in candidates:
-        if candidate.exists():
-            if not candidate.is_dir():
-                what = "the output folder" if candidate == path else f"a folder above {path}"
-                raise InputError(f"{candidate}: is a file, not {what}")
-            break
-
-
-def read_json(path: str | os.PathLike, what: str) -> Any:
-    """A JSON file's content; InputError naming the file and calling it `what` (e.g. "manifest
-    file") when it is missing, unreadable or not JSON."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such {what}")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(f"{path}: not a JSON {what} ({error})".splitlines()[0]) from None
-
-
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Reads an image file as (H, W, 3) uint8 RGB; raises InputError naming the file otherwise."""
     pixels = read_pixels(path)
@@ -123,25 +82,6 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         return to_rgb8(pixels)
     except ValueError as error:
         raise InputError(f"{path}: not a readable image ({error})") from None
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yields a temporary path beside `path`; renames it to `path` only if the block succeeds.
-
-    The temporary name keeps the suffix so writers that pick a format from it work.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
