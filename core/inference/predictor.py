@@ -18,6 +18,20 @@ PRECISIONS = tuple(_AUTOCAST_DTYPES)
 CPU_PROMPT_CHUNK = 2
 
 
+def check_precision(precision: str) -> None:
+    """Raises ValueError unless `precision` is 'fp32', 'bf16' or 'fp16'."""
+    if precision not in _AUTOCAST_DTYPES:
+        raise ValueError(f"precision must be one of {', '.join(_AUTOCAST_DTYPES)}, not {precision!r}")
+
+
+def precision_autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The autocast context of a predictor's `precision` on `device` (none for 'fp32')."""
+    dtype = _AUTOCAST_DTYPES[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
 class RobustPredictor(SamPredictor):
     """Computes the image embedding, early feature and image robust feature once per image,
     then decodes any number of prompts, batched, on the robust path or SAM's own path.
@@ -34,18 +48,14 @@ class RobustPredictor(SamPredictor):
     method = "robustsam"  # which robust-SAM method runs; GleSamPredictor says "glesam"
 
     def __init__(self, model: RobustSam, robust: bool = True, precision: str = "fp32", exact_sam: bool = True) -> None:
-        if precision not in _AUTOCAST_DTYPES:
-            raise ValueError(f"precision must be one of {', '.join(_AUTOCAST_DTYPES)}, not {precision!r}")
+        check_precision(precision)
         self.robust = robust
         self.precision = precision
         self.exact_sam = exact_sam
         super().__init__(model)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        dtype = _AUTOCAST_DTYPES[self.precision]
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
+        return precision_autocast(self.device, self.precision)
 
     @torch.inference_mode()
     def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: tuple[int, ...]) -> None:
