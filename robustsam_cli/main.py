@@ -56,6 +56,7 @@ from .restore import restore  # noqa: E402
 from .segment import segment  # noqa: E402
 from .export import export  # noqa: E402
 from .train import train_command  # noqa: E402
+from .track import track  # noqa: E402
 
-for command in (segment, degrade, eval_command, prior, restore, info, train_command, export):
+for command in (segment, track, degrade, eval_command, prior, restore, info, train_command, export):
     cli.add_command(command)
