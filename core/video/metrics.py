@@ -100,11 +100,27 @@ class SequenceScores:
             self.j.setdefault(obj_id, {})[frame] = region_similarity(gt, mask, void)
             self.f.setdefault(obj_id, {})[frame] = boundary_accuracy(gt, mask, void)
 
+    def object_means(self) -> tuple[list[float], list[float]]:
+        """Each object's mean J and mean F over the scored frames."""
+        j = [float(np.mean(list(frames.values()))) for frames in self.j.values()]
+        f = [float(np.mean(list(frames.values()))) for frames in self.f.values()]
+        return j, f
+
     def means(self) -> dict[str, float]:
         """{"J": ..., "F": ..., "J&F": ...}: means over objects of their means over frames (NaN
         when no frame was scored)."""
-        if not self.j:
-            return {"J": math.nan, "F": math.nan, "J&F": math.nan}
-        j = float(np.mean([np.mean(list(frames.values())) for frames in self.j.values()]))
-        f = float(np.mean([np.mean(list(frames.values())) for frames in self.f.values()]))
-        return {"J": j, "F": f, "J&F": (j + f) / 2}
+        return pooled_means([self])
+
+
+def pooled_means(sequences: list[SequenceScores]) -> dict[str, float]:
+    """DAVIS's benchmark numbers over sequences: J and F averaged over every object of every
+    sequence (each object weighs the same), J&F their mean; NaN when nothing was scored."""
+    j, f = [], []
+    for scores in sequences:
+        object_j, object_f = scores.object_means()
+        j += object_j
+        f += object_f
+    if not j:
+        return {"J": math.nan, "F": math.nan, "J&F": math.nan}
+    mean_j, mean_f = float(np.mean(j)), float(np.mean(f))
+    return {"J": mean_j, "F": mean_f, "J&F": (mean_j + mean_f) / 2}

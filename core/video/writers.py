@@ -22,7 +22,7 @@ from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 
-from ..io import atomic_path, encode_rle, read_image, write_image, write_mask
+from ..io import atomic_path, encode_rle, read_image, write_image, write_mask, write_text
 from ..inference.mask_writers import palette
 from .sources import VideoInfo, write_video
 
@@ -104,8 +104,7 @@ class RleMasks:
 
     def write(self, frame: int, image: np.ndarray, masks: FrameMasks) -> None:
         records = [{"frame": frame, "obj_id": obj_id, "segmentation": encode_rle(masks[obj_id][None])[0]} for obj_id in sorted(masks)]
-        with atomic_path(self.parts / frame_file(frame, ".json")) as tmp:
-            tmp.write_text(json.dumps(records), encoding="utf-8")
+        write_text(self.parts / frame_file(frame, ".json"), json.dumps(records))
 
     def finish(self) -> None:
         if self.path.is_file():
@@ -116,8 +115,7 @@ class RleMasks:
         height, width = self.info.size
         document = {"video": self.name, "num_frames": self.info.num_frames, "height": height, "width": width,
                     "fps": self.info.fps, "annotations": annotations}
-        with atomic_path(self.path) as tmp:
-            tmp.write_text(json.dumps(document), encoding="utf-8")
+        write_text(self.path, json.dumps(document))
         shutil.rmtree(self.parts)
 
 
