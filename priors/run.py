@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import warnings
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
 from core.io import read_image
 from core.errors import per_image
 from core.model.checkpoint import RobustModulesUninitialized
-from core.parallel import Shard, counter, image_area, shard_items, worker_model
+from core.inference.loading import ModelChoice
+from core.parallel import Shard, counter, image_area, shard_items, worker_device
 
 from .data import collect_images, prior_files
 from .generate import PriorGenerator, write_prior
@@ -92,24 +93,28 @@ def generate_priors(
     return summary
 
 
-def prior_worker(shard: Shard, progress: Callable[[int, int], None], build: dict[str, Any], robust: bool,
-                 settings: dict[str, Any], images: list[str], pattern: str, output: str, task: str, features: bool,
-                 overwrite: bool) -> dict[str, Any]:
+@dataclass
+class PriorLaunch:
+    """What every worker of a launched `prior` needs: the model, the generator settings, the images
+    (files or folders, with the glob for folders), the output folder and what to write."""
+
+    model: ModelChoice
+    cuda: bool
+    robust: bool
+    settings: dict[str, float]
+    images: list[Path]
+    pattern: str
+    output: Path
+    task: str
+    features: bool = False
+    overwrite: bool = False
+
+
+def prior_worker(job: PriorLaunch, shard: Shard, progress: Callable[[int, int], None]) -> PriorSummary:
     """torchrun entry: builds the generator on this rank's device and writes its shard's priors;
     returns its summary."""
-    with sam_path_quiet(robust):
-        generator = PriorGenerator(worker_model(build), robust=robust, **settings)
-    entries = prior_part(collect_images(images, pattern), shard)
+    with sam_path_quiet(job.robust):
+        generator = PriorGenerator(job.model.open(worker_device(job.cuda)), robust=job.robust, **job.settings)
+    entries = prior_part(collect_images(job.images, job.pattern), shard)
     advance = counter(progress, len(entries))
-    return asdict(generate_priors(generator, entries, Path(output), task, features, overwrite, lambda *image: advance()))
-
-
-def add_prior_summaries(parts: Sequence[dict[str, Any]]) -> PriorSummary:
-    """One summary counting every worker."""
-    total = PriorSummary()
-    for part in parts:
-        total.written += part["written"]
-        total.skipped += part["skipped"]
-        total.failures += part["failures"]
-        total.single += part["single"]
-    return total
+    return generate_priors(generator, entries, job.output, job.task, job.features, job.overwrite, lambda *image: advance())

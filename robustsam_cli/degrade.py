@@ -19,7 +19,8 @@ from core.data.datasets import IMAGE_EXTENSIONS
 from core.io import read_image, require_output_file, write_image
 from core.device import resolve_device
 from core.errors import InputError
-from core.parallel import add_degrade_summaries, degrade_part
+from core.degradations.shards import DegradeLaunch, degrade_part, degrade_worker
+from core.parallel import merge
 from core.video import holds_videos, plan_video_degrade
 
 from .outcome import allow_empty_option, print_error, report_empty, report_failures
@@ -157,10 +158,8 @@ def degrade(
         return
     if parallel.launched:
         with tempfile.TemporaryDirectory(prefix="robustsam-degrade-") as state:  # no junk folder in the dataset
-            job = {**options, "masks_dir": masks_dir and str(masks_dir), "cuda": torch_device.type == "cuda",
-                   "source": str(src), "output": str(output), "kinds": kinds}
-            parts = launch("degrade", "core.parallel.degrade_shards:degrade_worker", job, Path(state), parallel.nodes)
-        summary = add_degrade_summaries(parts)
+            job = DegradeLaunch(src, output, kinds, cuda=torch_device.type == "cuda", **options)
+            summary = merge(launch("degrade", degrade_worker, job, Path(state), parallel.nodes))
         for failure in summary.failures:
             print_error(console, failure)
         Console().print(_summary_table(summary, output))

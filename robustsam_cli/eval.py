@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table as RichTable
 
 from core.data.datasets import SPLITS, split_datasets
-from core.io import require_output_dir, write_json, write_text
+from core.io import require_output_dir
 from core.device import resolve_device
 from core.errors import InputError
 from core.evaluation import (
@@ -21,24 +21,21 @@ from core.evaluation import (
     NUM_POINTS,
     PROMPT_TYPES,
     EvalPlan,
+    EvalRun,
     EvalSettings,
     ModelSpec,
     PromptBook,
     Table,
-    build_tables,
     collect_results,
     evaluate,
     last_condition,
-    markdown,
-    results_document,
     require_checkpoints,
     row_cells,
-    table_metrics,
-    write_charts,
+    score_items,
+    write_run,
 )
-from core.evaluation.protocol import Results
-from core.inference.loading import checkpoint_method
-from core.parallel import STATE_DIR, eval_job, mark_done, plan_part
+from core.evaluation.shards import EvalLaunch, EvalPartSummary, eval_worker, plan_part
+from core.parallel import STATE_DIR, mark_done
 
 from .eval_video import eval_video
 from .options import device_option, image_progress, precision_option
@@ -145,89 +142,53 @@ def eval_command(
     if not plan.items and not plan.failures:
         report_empty(f"{data}: no images to evaluate", allow_empty)
         return
+    recorded = dict(split=split, data=str(data), skipped=skipped)
     if parallel.launched:
-        results = _launch(console, parallel, models, specs, plan, out, settings, failed)
+        run = _launch(console, parallel, specs, plan, out, settings, failed, recorded)
     else:
-        results = _evaluate(console, parallel, specs, plan, out, settings, failed)
-    if results is None:
-        report_failures(click.get_current_context(), failed.messages, len(plan.items) + plan.failures)
-        return
-
-    with_ap = prompt_type == "box"
-    metrics = table_metrics(with_ap)
-    tables = build_tables(results, datasets, with_ap)
-    for table in tables:
-        for metric in metrics:
-            console.print(rich_table(table, names, metric))
-    run = {
-        "split": split,
-        "data": str(data),
-        "prompt": prompt_type,
-        "seed": prompts.seed,
-        "num_points": prompts.num_points,
-        "limit": limit,
-        "models": [{"name": s.name, "checkpoint": str(s.checkpoint), "path": _decoder_path(s)} for s in specs],
-        "metrics": list(metrics),
-        "skipped": skipped,
-    }
-    prompts.save(out / "prompts.json")
-    write_json(out / "results.json", results_document(tables, run))
-    write_text(out / "results.md", markdown(tables, names, metrics))
-    console.print(f"Wrote {out / 'results.json'}, {out / 'results.md'} and {out / 'prompts.json'}")
-    try:
-        charts = write_charts(tables, names, "iou", out / "charts")
-        console.print(f"Wrote {len(charts)} bar charts to {out / 'charts'}")
-    except ImportError:
-        console.print("Bar charts skipped: matplotlib is not installed (pip install 'robustsam[plot]').", markup=False)
+        run = _evaluate(console, parallel, specs, plan, out, settings, failed, recorded)
+    if run is not None:
+        for table in run.tables:
+            for metric in run.metrics:
+                console.print(rich_table(table, names, metric))
+        console.print(f"Wrote {', '.join(map(str, run.files[:-1]))} and {run.files[-1]}")
+        if run.charts_skipped is None:
+            console.print(f"Wrote {len(run.charts)} bar charts to {out / 'charts'}")
+        else:
+            console.print(f"Bar charts skipped: {run.charts_skipped}.", markup=False)
     report_failures(click.get_current_context(), failed.messages, len(plan.items) + plan.failures)
 
 
-def _decoder_path(spec: ModelSpec) -> str:
-    """What results.json calls the model's path: 'glesam' (GleSAM has one), else 'robust' or 'sam'."""
-    if checkpoint_method(spec.checkpoint) == "glesam":
-        return "glesam"
-    return "robust" if spec.robust else "sam"
-
-
 def _evaluate(console: Console, parallel: Parallel, specs: list[ModelSpec], plan: EvalPlan, out: Path,
-              settings: EvalSettings, failed: FailedImages) -> Optional[Results]:
-    """Evaluates here (all images, or those of --shard); the results to report, or None for a shard
-    that is not the last to finish."""
+              settings: EvalSettings, failed: FailedImages, recorded: dict[str, Any]) -> Optional[EvalRun]:
+    """Evaluates here (all images, or those of --shard); the written run, or None for a shard that is
+    not the last to finish."""
     items = plan_part(plan, parallel.shard)
     with image_progress(console) as progress:
         task = progress.add_task("evaluating", total=len(items) * len(specs))
-        results = evaluate(
-            specs,
-            plan,
-            out / CACHE_DIR,
-            settings,
-            on_image=lambda model: progress.update(task, advance=1, description=model),
-            on_note=lambda note: progress.console.print(f"[yellow]{escape(note)}[/yellow]"),
-            on_failure=failed,
-            items=items,
-            part=None if parallel.shard is None else parallel.shard.name,
-        )
-    if parallel.shard is None:
-        return results
-    if not mark_done(out, parallel.shard, {"images": len(items)}):
+        callbacks = dict(on_image=lambda model: progress.update(task, advance=1, description=model),
+                         on_note=lambda note: progress.console.print(f"[yellow]{escape(note)}[/yellow]"), on_failure=failed)
+        if parallel.shard is None:
+            return evaluate(specs, plan, out, settings, **callbacks, **recorded)
+        score_items(specs, plan, out / CACHE_DIR, settings, **callbacks, items=items, part=parallel.shard.name)
+    if not mark_done(out, parallel.shard, EvalPartSummary(len(items))):
         console.print(f"Shard {parallel.shard.index}/{parallel.shard.count}: {len(items)} images evaluated; "
                       "the last shard to finish writes the results")
         return None
-    return collect_results(specs, plan, out / CACHE_DIR, settings, failed)
+    return write_run(out, specs, plan, collect_results(specs, plan, out / CACHE_DIR, settings, failed), settings, **recorded)
 
 
-def _launch(console: Console, parallel: Parallel, models: tuple[str, ...], specs: list[ModelSpec], plan: EvalPlan,
-            out: Path, settings: EvalSettings, failed: FailedImages) -> Optional[Results]:
-    """Evaluates in torchrun workers, which take this process's prompts; the merged results on node 0."""
+def _launch(console: Console, parallel: Parallel, specs: list[ModelSpec], plan: EvalPlan, out: Path,
+            settings: EvalSettings, failed: FailedImages, recorded: dict[str, Any]) -> Optional[EvalRun]:
+    """Evaluates in torchrun workers, which take this process's prompts; node 0 writes the merged run."""
     require_checkpoints(specs)
     state = out / STATE_DIR / "launch"
     plan.prompts.save(state / "prompts.json")
     cuda = resolve_device(settings.device).type == "cuda"
-    parts = launch("eval", "core.parallel.eval_shards:eval_worker",
-                   eval_job(list(models), plan, state / "prompts.json", out, settings, cuda), state, parallel.nodes)
-    for note in dict.fromkeys(note for part in parts for note in part["notes"]):
+    parts = launch("eval", eval_worker, EvalLaunch(specs, plan.datasets, state / "prompts.json", out, settings, cuda), state, parallel.nodes)
+    for note in dict.fromkeys(note for part in parts for note in part.notes):
         console.print(f"[yellow]{escape(note)}[/yellow]")
     if parallel.nodes.node_rank != 0:
         console.print(f"Node {parallel.nodes.node_rank}: done; node 0 writes the results")
         return None
-    return collect_results(specs, plan, out / CACHE_DIR, settings, failed)
+    return write_run(out, specs, plan, collect_results(specs, plan, out / CACHE_DIR, settings, failed), settings, **recorded)

@@ -10,7 +10,8 @@ import click
 
 from core.io import require_output_dir, require_output_file
 from core.errors import InputError
-from core.model.checkpoint import expected_shapes, resolve_weights
+from core.model.checkpoint import expected_shapes, is_robust_key, read_state_dict, resolve_weights
+from core.model import is_sam2_state, is_sam2_type
 from core.model.default_model import read_amg_defaults
 
 from .defaults import checkpoint_or_default, named_checkpoint
@@ -22,21 +23,34 @@ _PATH = click.Path(dir_okay=False, path_type=str)
 def _merge(robust: str, sam: str, output: str) -> None:
     from core.deploy.weights import save_weights
 
-    weights = resolve_weights(robust, sam)
-    if not weights.has_robust:
+    if is_sam2_state(read_state_dict(robust)):
+        from core.sam2.build import read_sam2_weights
+
+        model_type, state = read_sam2_weights(robust, sam)
+        has_robust = any(is_robust_key(key) for key in state)
+    else:
+        weights = resolve_weights(robust, sam)
+        model_type, has_robust = weights.model_type, weights.has_robust
+        state = {key: weights.state_dict[key].float() for key in expected_shapes(model_type)} if has_robust else {}
+    if not has_robust:
         raise InputError(f"{robust}: holds no robust-module weights")
-    state = {key: weights.state_dict[key].float() for key in expected_shapes(weights.model_type)}
-    save_weights(state, output, weights.model_type)
-    click.echo(f"wrote {output} ({weights.model_type}, {len(state)} tensors)")
+    save_weights(state, output, model_type)
+    click.echo(f"wrote {output} ({model_type}, {len(state)} tensors)")
 
 
 def _convert(checkpoint: Optional[str], sam_checkpoint: Optional[str], model_type: Optional[str], output: str) -> None:
     from core.deploy.weights import save_weights
 
-    weights = resolve_weights(checkpoint_or_default(checkpoint), named_checkpoint(sam_checkpoint), model_type)
-    state = {key: value for key, value in weights.state_dict.items()}
-    save_weights(state, output, weights.model_type)
-    click.echo(f"wrote {output} ({weights.model_type}, {len(state)} tensors)")
+    path, sam_path = checkpoint_or_default(checkpoint), named_checkpoint(sam_checkpoint)
+    if is_sam2_type(model_type) or is_sam2_state(read_state_dict(path)):
+        from core.sam2.build import read_sam2_weights
+
+        model_type, state = read_sam2_weights(path, sam_path, model_type)
+    else:
+        weights = resolve_weights(path, sam_path, model_type)
+        model_type, state = weights.model_type, dict(weights.state_dict)
+    save_weights(state, output, model_type)
+    click.echo(f"wrote {output} ({model_type}, {len(state)} tensors)")
 
 
 def _onnx(checkpoint: Optional[str], sam_checkpoint: Optional[str], model_type: Optional[str], onnx_dir: Path,
@@ -51,6 +65,8 @@ def _onnx(checkpoint: Optional[str], sam_checkpoint: Optional[str], model_type: 
     from core.deploy import export_onnx
 
     path = checkpoint_or_default(checkpoint)
+    if is_sam2_type(model_type) or is_sam2_state(read_state_dict(path)):
+        raise InputError(f"{path}: a SAM 2 model; ONNX export covers SAM (ViT) models only (export SAM 2 as .safetensors or .pth)")
     model = build_robustsam(model_type, path, sam_checkpoint=named_checkpoint(sam_checkpoint))
     manifest = export_onnx(model, onnx_dir, robust=mode == "robust", opset=opset, quantize=quantize,
                            return_single_mask=return_single_mask, amg_defaults=read_amg_defaults(path))

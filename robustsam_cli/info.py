@@ -10,7 +10,7 @@ from rich.table import Table
 
 from core.deploy.weights import read_weights_metadata
 from core.model.checkpoint import summarize_checkpoint
-from core.model.config import MODEL_CONFIGS
+from core.model import MODEL_TYPES
 from core.model.default_model import is_default_name, read_amg_defaults
 
 from .defaults import builtin_checkpoint, console as make_console
@@ -18,7 +18,7 @@ from .defaults import builtin_checkpoint, console as make_console
 
 @click.command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.option("--model-type", type=click.Choice(list(MODEL_CONFIGS)), default=None, help="Check against this type instead of inferring it.")
+@click.option("--model-type", type=click.Choice(MODEL_TYPES), default=None, help="Check against this type instead of inferring it.")
 def info(checkpoint: Path, model_type: Optional[str]) -> None:
     """Show a checkpoint's (.pth or .safetensors) model type, parameter counts, which modules it holds and the
     segment-everything settings it carries (CHECKPOINT `default`: the built-in model)."""

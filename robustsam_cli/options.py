@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 
 from core.inference.predictor import PRECISIONS
-from core.model.config import MODEL_CONFIGS
+from core.model import MODEL_TYPES
 from core.model.default_model import DEFAULT_MODEL_TYPE
 
 Command = TypeVar("Command", bound=Callable[..., Any])
@@ -59,8 +59,8 @@ def sam_checkpoint_option(help_text: str = "SAM checkpoint under a robust-module
 
 
 def model_type_option(help_text: str = "Inferred from the checkpoint when omitted.") -> Decorator:
-    """--model-type: one of the registered configurations; the help names the built-in model's."""
-    return click.option("--model-type", type=click.Choice(sorted(MODEL_CONFIGS)),
+    """--model-type: one of the registered configurations (SAM sizes, then SAM 2's); the help names the built-in model's."""
+    return click.option("--model-type", type=click.Choice(MODEL_TYPES),
                         help=f"{help_text} The built-in model is {DEFAULT_MODEL_TYPE}.")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 import click
 from rich.progress import Progress
@@ -16,6 +16,7 @@ from core.parallel import Nodes, Shard, WorkerError, launch_function, parse_shar
 from .defaults import console
 from .options import image_progress
 
+Result = TypeVar("Result")
 PARALLEL_OPTIONS = ("gpus", "nnodes", "node_rank", "master_addr", "master_port", "shard")
 
 
@@ -66,12 +67,12 @@ def job_progress(name: str, stderr_console: Any) -> tuple[Progress, Callable[[in
     return progress, update
 
 
-def launch(name: str, function: str, kwargs: dict[str, Any], state_dir: Path, nodes: Nodes) -> list[dict[str, Any]]:
-    """Runs `function` ("module:name") in torchrun workers under one progress bar and returns this
-    node's worker results; a failed worker fails the command with its error line (exit 1)."""
+def launch(name: str, worker: Callable[..., Result], job: Any, state_dir: Path, nodes: Nodes) -> list[Result]:
+    """Runs `worker` on `job` in torchrun workers under one progress bar and returns this node's
+    worker results; a failed worker fails the command with its error line (exit 1)."""
     progress, update = job_progress(name, console(stderr=True))
     try:
         with progress:
-            return launch_function(function, kwargs, state_dir, nodes, update)
+            return launch_function(worker, job, state_dir, nodes, update)
     except WorkerError as error:
         raise click.ClickException(str(error)) from None

@@ -16,7 +16,9 @@ from core.errors import InputError
 from core.io import atomic_path, require_output_dir
 from priors.data import collect_images
 from priors.generate import PRIOR_GENERATOR_DEFAULTS, PriorGenerator
-from priors.run import add_prior_summaries, generate_priors, prior_part, sam_path_quiet
+from core.inference.loading import ModelChoice
+from core.parallel import merge
+from priors.run import PriorLaunch, generate_priors, prior_part, prior_worker, sam_path_quiet
 
 from .defaults import apply_amg_defaults, checkpoint_or_default, console, named_checkpoint
 from .outcome import allow_empty_option, print_error, report_empty, report_failures
@@ -120,11 +122,10 @@ def prior(ctx: click.Context, images: tuple[Path, ...], output: Path, task: str,
     if parallel.launched:
         del generator  # each worker builds its own on its device
         with tempfile.TemporaryDirectory(prefix="robustsam-prior-") as state:  # no junk folder among the priors
-            work = dict(build=dict(model_type=options["model_type"], checkpoint=str(checkpoint), cuda=resolve_device(device).type == "cuda",
-                                  sam_checkpoint=options["sam_checkpoint"] and str(named_checkpoint(options["sam_checkpoint"]))),
-                       robust=options["mode"] == "robust", settings=generator_settings(options), images=[str(image) for image in images],
-                       pattern=pattern, output=str(output), task=task, features=features, overwrite=overwrite)
-            summary = add_prior_summaries(launch("priors", "priors.run:prior_worker", work, Path(state), parallel.nodes))
+            job = PriorLaunch(ModelChoice(checkpoint, options["model_type"], named_checkpoint(options["sam_checkpoint"])),
+                              resolve_device(device).type == "cuda", options["mode"] == "robust", generator_settings(options),
+                              list(images), pattern, output, task, features, overwrite)
+            summary = merge(launch("priors", prior_worker, job, Path(state), parallel.nodes))
         for failure in summary.failures:
             print_error(console(stderr=True), failure)
         for path in summary.single:

@@ -12,7 +12,9 @@ from rich.table import Table
 from core import resolve_device
 from core.inference.loading import open_predictor
 from core.inference.segment import ImageResult, SegmentSummary, prepare_run
-from core.parallel import STATE_DIR, add_summaries, run_shard, shard_run
+from core.inference.loading import ModelChoice
+from core.inference.segment_shards import SegmentLaunch, SegmentOptions, run_shard, segment_worker, shard_run
+from core.parallel import STATE_DIR, merge
 
 from .parallel import Parallel, launch, parallel_options, pop_parallel
 from .outcome import allow_empty_option, print_error, report_empty, report_failures
@@ -166,13 +168,10 @@ def segment(
             generator_options = apply_amg_defaults(ctx, checkpoint, generator_options)
     if parallel.launched:
         del model  # each worker builds its own on its device
-        _launch(ctx, parallel, inputs, output_dir, allow_empty, strict,
-                dict(model_type=model_type, checkpoint=str(checkpoint), sam_checkpoint=sam_checkpoint and str(sam_checkpoint),
-                     cuda=torch_device.type == "cuda"),
-                dict(prompts=prompts_path and str(prompts_path), prompt_from=prompt_from, recursive=recursive,
-                     output_format=output_format, overlay=overlay, multimask=multimask, all_masks=all_masks,
-                     prompt_batch=prompt_batch, robust=mode == "robust", precision=precision,
-                     generator_options=generator_options, overwrite=overwrite))
+        job = SegmentLaunch(ModelChoice(checkpoint, model_type, sam_checkpoint), torch_device.type == "cuda", list(inputs), output_dir,
+                            SegmentOptions(prompts_path, prompt_from, recursive, output_format, overlay, multimask, all_masks,
+                                           prompt_batch, mode == "robust", precision, generator_options, overwrite))
+        _launch(ctx, parallel, job, allow_empty, strict)
         return
     run = prepare_run(
         model,
@@ -218,15 +217,11 @@ def segment(
         ctx.exit(1)
 
 
-def _launch(ctx: click.Context, parallel: Parallel, inputs: tuple[str, ...], output_dir: Path, allow_empty: bool, strict: bool,
-            build: dict[str, Any], options: dict[str, Any]) -> None:
+def _launch(ctx: click.Context, parallel: Parallel, job: SegmentLaunch, allow_empty: bool, strict: bool) -> None:
     """Runs the job in torchrun workers under one progress bar; a failed worker fails the command."""
-    results = launch("segment", "core.parallel.segment_shards:segment_worker",
-                     dict(build=build, inputs=list(inputs), output_dir=str(output_dir), options=options),
-                     output_dir / STATE_DIR / "launch", parallel.nodes)
-    summary = add_summaries(results)
+    summary = merge(launch("segment", segment_worker, job, job.output_dir / STATE_DIR / "launch", parallel.nodes))
     if not summary.images + summary.skipped + len(summary.failures):
-        report_empty(f"{', '.join(inputs)}: no images to segment", allow_empty)
+        report_empty(f"{', '.join(job.inputs)}: no images to segment", allow_empty)
         return
     for line in summary.failures:
         print_error(console(stderr=True), line)

@@ -10,8 +10,15 @@ stored in the checkpoint, and the IoU on held-out scenes is measured and printed
 
     python3 scripts/build_default_model.py [--work build/default-model] [--output core/assets/robustsam_default.pth]
     python3 scripts/build_default_model.py --calibrate-only --output MODEL.pth   # recalibrate a model in place
+    python3 scripts/build_default_model.py --device cuda --budget-min 8          # a GPU candidate, kept only if better
 
 About 35 minutes on 2 CPU cores. One torch thread: on a shared machine it is far faster than two.
+
+With --budget-min the two stages train with a batch of 64 for as many steps as fit the budget (their
+speed measured by a 20-step probe of each; both stages get the same number of steps, as in the CPU
+schedule, and 15% of the budget is left for export, calibration and measuring). The result is a
+candidate in --work: it replaces --output (and docs/replication.md is regenerated) only if its mean
+robust-path IoU over the held-out scenes beats the current model's and its file stays <= 40 MB.
 """
 
 from __future__ import annotations
@@ -19,7 +26,12 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
+import os
+import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -30,14 +42,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core import RobustSam, build_robustsam  # noqa: E402
-from core.io import atomic_path  # noqa: E402
+from core.io import atomic_path, write_json  # noqa: E402
 from core.data.photo_scenes import make_photo_scene  # noqa: E402
 from core.data.scenes import make_scene  # noqa: E402
 from core.degradations import PUBLISHED, degrade  # noqa: E402
 from core.inference import RobustAutomaticMaskGenerator  # noqa: E402
 from core.model.checkpoint import infer_model_type, is_robust_key, read_state_dict  # noqa: E402
 from core.model.config import get_config  # noqa: E402
-from core.model.default_model import save_with_amg_defaults  # noqa: E402
+from core.model.default_model import DEFAULT_CHECKPOINT, save_with_amg_defaults  # noqa: E402
 from robustsam_cli.main import cli  # noqa: E402
 from train.data import VALIDATION_FIRST_SEED, open_dataset, validation_batches  # noqa: E402
 from train.validate import validation_iou  # noqa: E402
@@ -59,6 +71,54 @@ STAGE_B = [
     "--batch-size", "16", "--lr", "1e-3", "--epochs", "8", "--lr-step", "6", "--seed", "1", *VALIDATION,
     "--save-every", "1000",
 ]
+
+# --budget-min: the GPU schedule and the rule that decides whether its model replaces the shipped one.
+BUDGET_BATCH = 64
+BUDGET_RESERVE = 0.15  # of the budget, for export, calibration and measuring
+PROBE_STEPS = 20
+SCENES_PER_EPOCH = int(DATA.split(":")[1])
+MAX_MODEL_BYTES = 40 * 2**20
+
+
+def with_option(arguments: list[str], flag: str, value: object) -> list[str]:
+    """`arguments` with `flag`'s value replaced, or the flag and value appended."""
+    if flag in arguments:
+        index = arguments.index(flag)
+        return arguments[: index + 1] + [str(value)] + arguments[index + 2 :]
+    return arguments + [flag, str(value)]
+
+
+def budget_stage(stage: list[str], steps: int, device: str) -> list[str]:
+    """A stage's arguments for `steps` steps of BUDGET_BATCH on `device`; the learning rate drops at
+    3/4 of the epochs, as the CPU schedule's 6 of 8."""
+    epochs = max(1, math.ceil(steps * BUDGET_BATCH / SCENES_PER_EPOCH))
+    arguments = with_option(with_option(stage, "--batch-size", BUDGET_BATCH), "--epochs", epochs)
+    arguments = with_option(with_option(arguments, "--lr-step", max(1, round(epochs * 3 / 4))), "--max-steps", steps)
+    return with_option(with_option(arguments, "--device", device), "--val-every", max(steps // 4, 1))
+
+
+def steps_in_budget(seconds: float, probe_a: float, probe_b: float) -> int:
+    """Steps per stage that fill `seconds` of training, given PROBE_STEPS-step probes taking
+    `probe_a` and `probe_b` seconds (start-up included, so the estimate errs short)."""
+    per_step = (probe_a + probe_b) / PROBE_STEPS
+    return max(PROBE_STEPS, int(seconds / per_step))
+
+
+def held_out_score(results: dict[str, dict[str, float]]) -> float:
+    """Mean robust-path IoU, degraded and clear, over every held-out scene kind and prompt of `measure`."""
+    values = [scores[f"robust/{condition}"] for scores in results.values() for condition in ("degraded", "clear")]
+    return sum(values) / len(values)
+
+
+def replaces(current: dict[str, dict[str, float]], candidate: dict[str, dict[str, float]], candidate_bytes: int) -> tuple[bool, str]:
+    """Whether the candidate replaces the current model, and why."""
+    old, new = held_out_score(current), held_out_score(candidate)
+    if candidate_bytes > MAX_MODEL_BYTES:
+        return False, f"candidate is {candidate_bytes / 2**20:.1f} MB, over {MAX_MODEL_BYTES // 2**20} MB"
+    if new <= old:
+        return False, f"candidate's held-out robust IoU {new:.4f} is not above the current model's {old:.4f}"
+    return True, f"candidate's held-out robust IoU {new:.4f} beats the current model's {old:.4f}"
+
 
 def run(arguments: list[str]) -> None:
     print("robustsam " + " ".join(arguments), flush=True)
@@ -194,23 +254,70 @@ def store_amg_defaults(model_path: Path) -> dict[str, float]:
     return settings
 
 
+def timed_run(arguments: list[str]) -> float:
+    start = time.perf_counter()
+    run(arguments)
+    return time.perf_counter() - start
+
+
+def build_in_budget(args: argparse.Namespace) -> None:
+    """Trains a candidate on args.device within args.budget_min minutes, then keeps or replaces args.output."""
+    deadline = time.monotonic() + args.budget_min * 60
+    work = args.work / f"budget-{args.device.replace(':', '-')}"
+    probe = work / "probe"
+    probe_a = timed_run(["train", *budget_stage(STAGE_A, PROBE_STEPS, args.device), "-o", str(probe / "stage-a")])
+    warm_start(probe / "stage-a" / "final.pth", probe / "warm-start.pth")
+    probe_b = timed_run(["train", *budget_stage(STAGE_B, PROBE_STEPS, args.device),
+                         "--checkpoint", str(probe / "warm-start.pth"), "-o", str(probe / "stage-b")])
+    training_s = (deadline - time.monotonic()) - args.budget_min * 60 * BUDGET_RESERVE
+    steps = steps_in_budget(training_s, probe_a, probe_b)
+    print(f"probes: stage A {probe_a:.1f} s, stage B {probe_b:.1f} s per {PROBE_STEPS} steps -> {steps} steps per stage", flush=True)
+    base, robust, candidate = work / "stage-a", work / "stage-b", work / "candidate.pth"
+    run(["train", *budget_stage(STAGE_A, steps, args.device), "-o", str(base)])
+    warm_start(base / "final.pth", base / "warm-start.pth")
+    run(["train", *budget_stage(STAGE_B, steps, args.device), "--checkpoint", str(base / "warm-start.pth"), "-o", str(robust)])
+    run(["export", "--robust", str(robust / "final.pth"), "--sam", str(base / "final.pth"), "-o", str(candidate)])
+    store_amg_defaults(candidate)
+    current = measure(build_robustsam(None, args.output), args.eval_count)
+    new = measure(build_robustsam(None, candidate), args.eval_count)
+    replace, reason = replaces(current, new, candidate.stat().st_size)
+    write_json(work / "selection.json", {"steps": steps, "current": current, "candidate": new, "replaced": replace,
+                                         "reason": reason})
+    print(("replacing " if replace else "keeping ") + f"{args.output}: {reason}", flush=True)
+    if replace:
+        with atomic_path(args.output) as tmp:
+            shutil.copyfile(candidate, tmp)
+        shipped = "default" if args.output.resolve() == DEFAULT_CHECKPOINT.resolve() else str(args.output)
+        report = subprocess.run([sys.executable, str(ROOT / "scripts" / "replication.py"), "--checkpoint", shipped],
+                                env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+        if report.returncode != 0:
+            raise SystemExit(f"scripts/replication.py exited {report.returncode}: docs/replication.md not regenerated")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "default-model")
     parser.add_argument("--output", type=Path, default=ROOT / "core" / "assets" / "robustsam_default.pth")
     parser.add_argument("--eval-count", type=int, default=300, help="Held-out scenes per style for the IoU table.")
     parser.add_argument("--calibrate-only", action="store_true", help="Only calibrate and store the segment-everything settings of --output.")
+    parser.add_argument("--device", default="cpu", help="Training device (cpu, cuda, cuda:1, ...).")
+    parser.add_argument("--budget-min", type=float, help="Train a candidate within this many minutes; it replaces --output only if better.")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    if args.device == "cpu":
+        torch.set_num_threads(1)
     if args.calibrate_only:
         store_amg_defaults(args.output)
         return
+    if args.budget_min is not None:
+        build_in_budget(args)
+        return
+    stage_a, stage_b = (with_option(stage, "--device", args.device) for stage in (STAGE_A, STAGE_B))
     base, robust = args.work / "stage-a", args.work / "stage-b"
     if not (base / "final.pth").is_file():
-        run(["train", *STAGE_A, "-o", str(base)])
+        run(["train", *stage_a, "-o", str(base)])
     if not (robust / "final.pth").is_file():
         warm_start(base / "final.pth", base / "warm-start.pth")
-        run(["train", *STAGE_B, "--checkpoint", str(base / "warm-start.pth"), "-o", str(robust)])
+        run(["train", *stage_b, "--checkpoint", str(base / "warm-start.pth"), "-o", str(robust)])
     args.output.parent.mkdir(parents=True, exist_ok=True)
     run(["export", "--robust", str(robust / "final.pth"), "--sam", str(base / "final.pth"), "-o", str(args.output)])
     store_amg_defaults(args.output)

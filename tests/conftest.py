@@ -17,6 +17,16 @@ from core.model.synthetic_weights import synthetic_state_dict
 DATA = Path(__file__).parent / "data"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `cuda` are skipped where no CUDA device is present."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 def load_manifest(model_type: str) -> dict[str, list[int]]:
     return json.loads((DATA / f"robustsam_keys_{model_type}.json").read_text())
 

@@ -391,7 +391,7 @@ def test_bad_arguments_raise(call, message):
         call(smooth_images())
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 @pytest.mark.parametrize("kind", ALL)
 def test_cuda_matches_cpu(kind):
     x = smooth_images(batch=2)

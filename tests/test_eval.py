@@ -291,3 +291,23 @@ def test_eval_several_datasets_add_an_all_table(workspace, tmp_path):
         (merged["dark"]["values"]["a"]["iou"] + merged["noise"]["values"]["a"]["iou"]) / 2
     )
     assert "### all" in (out / "results.md").read_text()
+
+
+def test_python_evaluate_writes_the_clis_files(workspace, tmp_path):
+    """`core.evaluation.evaluate` writes the run's document itself: the same files as `robustsam eval`."""
+    from core.data.datasets import split_datasets
+    from core.evaluation import EvalPlan, EvalSettings, ModelSpec, PromptBook, evaluate
+
+    cli_out, api_out = tmp_path / "cli", tmp_path / "api"
+    models = [f"robust={workspace / 'robust_a.pth'}", f"sam={workspace / 'robust_a.pth'}:sam"]
+    result = _run("--split", "custom", "--data", workspace / "data" / "MSRA10K", "--limit", 2, "--device", "cpu",
+                  "--out", cli_out, *[arg for model in models for arg in ("--model", model)])
+    assert result.exit_code == 0, result.output
+    datasets = split_datasets("custom", workspace / "data" / "MSRA10K", None)
+    plan = EvalPlan(datasets, PromptBook(0), limit=2)
+    run = evaluate([ModelSpec.parse(text) for text in models], plan, api_out, EvalSettings(limit=2, device="cpu"),
+                   data=str(workspace / "data" / "MSRA10K"))
+    assert run.files == [api_out / "results.json", api_out / "results.md", api_out / "prompts.json"]
+    for name in ("results.json", "results.md", "prompts.json"):
+        assert (api_out / name).read_text() == (cli_out / name).read_text(), name
+    assert [path.name for path in run.charts] == sorted(path.name for path in (cli_out / "charts").glob("*.png"))

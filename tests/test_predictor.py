@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -11,9 +13,13 @@ from segment_anything.modeling import MaskDecoder, Sam
 from core import RobustPredictor, resolve_device
 from core.model.checkpoint import is_robust_key
 
+from .test_parity import REFERENCE_LIMIT
+
 BOXES = np.array([[10.0, 12.0, 90.0, 70.0], [60.0, 60.0, 155.0, 90.0], [0.0, 0.0, 159.0, 95.0]])
 POINTS = np.array([[[60.0, 40.0], [120.0, 75.0]], [[20.0, 80.0], [60.0, 40.0]], [[150.0, 10.0], [100.0, 75.0]]])
 LABELS = np.array([[1, 0], [1, 1], [0, 1]])
+# bf16/fp16 autocast against float32: relative error of the low-res logits.
+LOW_PRECISION_LIMIT = 0.05
 
 
 def plain_sam(model) -> Sam:
@@ -143,7 +149,30 @@ def test_bf16_autocast_stays_close_to_fp32(micro_model, image) -> None:
     expected = reference.predict(box=BOXES[0], return_logits=True)[2]
     actual = low.predict(box=BOXES[0], return_logits=True)[2]
     assert actual.dtype == np.float32
-    assert np.linalg.norm(actual - expected) / np.linalg.norm(expected) < 0.05
+    assert relative_error(actual, expected) < LOW_PRECISION_LIMIT
+
+
+def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
+    return float(np.linalg.norm(actual - expected) / np.linalg.norm(expected))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("robust", [True, False], ids=["robust", "sam"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_cuda_matches_cpu(micro_model, image, robust, precision, monkeypatch) -> None:
+    # TF32 would round matrix products to 10 mantissa bits: the comparison is of float32 arithmetic.
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    cpu = RobustPredictor(micro_model, robust=robust)
+    cpu.set_image(image)
+    cuda = RobustPredictor(copy.deepcopy(micro_model).cuda(), robust=robust, precision=precision)
+    cuda.set_image(image)
+    assert cuda.features.device.type == "cuda"
+    expected = cpu.predict(box=BOXES[0], return_logits=True)
+    actual = cuda.predict(box=BOXES[0], return_logits=True)
+    limit = REFERENCE_LIMIT if precision == "fp32" else LOW_PRECISION_LIMIT
+    assert relative_error(actual[2], expected[2]) < limit
+    assert relative_error(actual[1], expected[1]) < limit
 
 
 def test_sam_style_forward_equals_predictor(micro_model, image) -> None:

@@ -45,7 +45,7 @@ from core.model.default_model import read_amg_defaults
 from .config import JsonConfig
 from .data import Batch, make_batch, open_dataset
 from .loop import StepReport, TrainingRun, read_training_checkpoint
-from .step import model_input, prompt_embeddings
+from .step import prompt_embeddings
 
 GLESAM_STAGES = ("unet", "decoder")
 
@@ -160,9 +160,9 @@ class GleSamStep(nn.Module):
     def forward(self, clear: torch.Tensor, degraded: torch.Tensor, masks: torch.Tensor,
                 points: Optional[torch.Tensor], boxes: Optional[torch.Tensor]) -> dict[str, torch.Tensor]:
         sam, enhancer = self.model.sam, self.model.enhancer
-        low = self.model.encode(model_input(sam, degraded))
+        low = self.model.encode(sam.normalize_images(degraded))
         if self.stage == "unet":
-            high = self.model.encode(model_input(sam, clear))
+            high = self.model.encode(sam.normalize_images(clear))
             loss = F.mse_loss(enhancer.scaled_x0(low), high * enhancer.feature_weight)
             # what doing nothing would cost: the enhancer helps where mse < mse_input
             mse_input = F.mse_loss(low, high) * enhancer.feature_weight**2

@@ -10,7 +10,10 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from core.inference.loading import is_sam2_checkpoint, open_model
+from core.model.backbone import Backbone
 from core.model.build import build_robustsam
+from core.model.sam2_config import is_sam2_type
 from core.model.checkpoint import RobustModulesUninitialized, is_robust_key
 from core.model.config import get_config
 from core.model.decoder import ablated_parameters
@@ -32,7 +35,7 @@ from .step import TrainStep
 from .validate import validation_iou
 
 
-def build_model(config: TrainConfig) -> RobustSam:
+def build_model(config: TrainConfig) -> Backbone:
     """The starting model: from the checkpoints given, or (stage base, none given) fresh weights of
     `model_type`. Weights no checkpoint provides are drawn from the seed."""
     torch.manual_seed(config.seed)
@@ -45,45 +48,52 @@ def build_model(config: TrainConfig) -> RobustSam:
     with warnings.catch_warnings():
         # Untrained robust modules are what training starts from, not something to warn about.
         warnings.simplefilter("ignore", RobustModulesUninitialized)
-        model = build_robustsam(config.model_type, config.checkpoint, sam_checkpoint=config.sam_checkpoint)
-    model.mask_decoder.ablate(config.ablate)
+        paths = [path for path in (config.checkpoint, config.sam_checkpoint) if path is not None]
+        if is_sam2_type(config.model_type) or any(map(is_sam2_checkpoint, paths)):
+            if config.stage == "base":
+                raise InputError("--stage base trains a SAM (ViT) model; SAM 2 trains --stage robust on its released weights")
+            first, *rest = paths
+            model = open_model(first, sam_checkpoint=rest[0] if rest else None, model_type=config.model_type)
+        else:
+            model = build_robustsam(config.model_type, config.checkpoint, sam_checkpoint=config.sam_checkpoint)
+    model.decoder.ablate(config.ablate)
     return model
 
 
-def trainable_names(model: RobustSam, config: TrainConfig) -> list[str]:
+def trainable_names(model: Backbone, config: TrainConfig) -> list[str]:
     """Names of the parameters the run updates; every other parameter stays bit-identical."""
     names = []
-    unused = ablated_parameters(model.mask_decoder)
+    unused = ablated_parameters(model.decoder, model.decoder_prefix)
     for name, _ in model.named_parameters():
         robust = is_robust_key(name)
         if config.stage == "base":
             keep = not robust
         else:
-            keep = (robust and name not in unused) or (config.train_decoder and name.startswith("mask_decoder."))
+            keep = (robust and name not in unused) or (config.train_decoder and name.startswith(model.decoder_prefix))
         if keep:
             names.append(name)
     return names
 
 
-def set_modes(model: RobustSam, config: TrainConfig) -> None:
+def set_modes(model: Backbone, config: TrainConfig) -> None:
     """Train mode where parameters learn (BatchNorm uses batch statistics there), eval mode elsewhere."""
     model.eval()
     if config.stage == "base":
         model.image_encoder.train()
         model.prompt_encoder.train()
         model.mask_decoder.train()
-    for name, module in model.mask_decoder.named_children():
-        if is_robust_key(f"mask_decoder.{name}."):
+    for name, module in model.decoder.named_children():
+        if is_robust_key(f"{model.decoder_prefix}{name}."):
             module.train(config.stage == "robust")
 
 
-def training_state(model: RobustSam, config: TrainConfig) -> dict[str, torch.Tensor]:
+def training_state(model: Backbone, config: TrainConfig) -> dict[str, torch.Tensor]:
     """What a checkpoint keeps of the model: the full state for stage base, the robust modules otherwise
     (plus SAM's decoder when it was trained)."""
     state = model.state_dict()
     if config.stage == "base":
         return state
-    keep = lambda key: is_robust_key(key) or (config.train_decoder and key.startswith("mask_decoder."))  # noqa: E731
+    keep = lambda key: is_robust_key(key) or (config.train_decoder and key.startswith(model.decoder_prefix))  # noqa: E731
     return {key: value for key, value in state.items() if keep(key)}
 
 

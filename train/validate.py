@@ -6,29 +6,26 @@ from typing import Sequence
 
 import torch
 
-from core.model.robustsam import RobustSam
+from core.model.backbone import Backbone
 
 from .data import Batch
 from .losses import mask_iou
-from .step import model_input, prompt_embeddings
+from .step import prompt_embeddings
 
 
 @torch.no_grad()
-def batch_logits(model: RobustSam, images: torch.Tensor, batch: Batch, robust: bool) -> torch.Tensor:
+def batch_logits(model: Backbone, images: torch.Tensor, batch: Batch, robust: bool) -> torch.Tensor:
     """Single-mask logits (N, h, w) for `images` (B, 3, S, S) with the batch's N prompt sets."""
-    decoder = model.mask_decoder
-    embedding, early = model.encode(model_input(model, images))
-    if batch.image_index is not None:
-        embedding, early = embedding[batch.image_index], early[batch.image_index]
-    sparse, dense = prompt_embeddings(model, batch.points, batch.boxes, model.image_encoder.img_size / images.shape[-1])
-    feature = decoder.image_feature(embedding, early, robust=True) if robust else None
-    output = decoder.decode(embedding, model.prompt_encoder.get_dense_pe(), sparse, dense, feature, robust=robust)
+    encoding = model.encode_images(model.normalize_images(images)).select(batch.image_index)
+    sparse, dense = prompt_embeddings(model, batch.points, batch.boxes, model.input_size / images.shape[-1])
+    feature = model.decoder.image_feature(encoding.embedding, encoding.early, robust=True) if robust else None
+    output = model.decode_prompts(encoding, sparse, dense, feature, robust=robust)
     return output.masks[:, 0]
 
 
 @torch.no_grad()
 def validation_iou(
-    model: RobustSam, batches: Sequence[Batch], paths: Sequence[str] = ("robust", "sam")
+    model: Backbone, batches: Sequence[Batch], paths: Sequence[str] = ("robust", "sam")
 ) -> dict[str, float]:
     """Mean IoU per path and condition, keys like "robust/degraded"; the model must be in eval mode."""
     totals: dict[str, list[torch.Tensor]] = {}

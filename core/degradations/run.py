@@ -26,6 +26,7 @@ import torch
 from ..data.datasets import IMAGE_EXTENSIONS, list_images, read_masks
 from ..io import read_image, read_image_size, require_output_dir
 from ..errors import InputError
+from ..parallel import SAME, SLOWEST
 from .dataset import copy_clear, file_seed, find_mask, save_image, save_masks
 from .preview import CLEAR, apply, to_tensor, to_uint8
 
@@ -46,11 +47,16 @@ class DegradeSummary:
     """Counts per output folder (written now, kept from an earlier run, seconds spent) and one line
     per image that failed."""
 
-    folders: list[str]
-    written: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    kept: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    folders: list[str] = field(metadata=SAME)
+    written: dict[str, int] = field(default_factory=dict)
+    kept: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict, metadata=SLOWEST)  # merged: the slowest worker's
     failures: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for counts in (self.written, self.kept, self.seconds):
+            for folder in self.folders:
+                counts.setdefault(folder, 0)
 
 
 def _checked_masks(source: Path, size: tuple[int, int]) -> np.ndarray:

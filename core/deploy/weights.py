@@ -24,7 +24,7 @@ def split_metadata(state: Mapping[str, torch.Tensor], model_type: str) -> dict[s
     """safetensors metadata (strings only) for `state`: model type, contents, tensors per part."""
     robust = [key for key in state if is_robust_key(key)]
     contents = "robust modules only" if len(robust) == len(state) else "RobustSAM" if robust else "SAM only"
-    modules = [name for name in ROBUST_MODULES if any(key.startswith(f"mask_decoder.{name}.") for key in robust)]
+    modules = [name for name in ROBUST_MODULES if any(key.split(".")[1] == name for key in robust)]
     return {
         "format": FORMAT,
         "model_type": model_type,

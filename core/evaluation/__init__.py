@@ -1,5 +1,6 @@
 """Measuring masks: IoU, Dice, boundary IoU, COCO AP, the published evaluation prompts, and the
-evaluation protocol (`evaluate`: models side by side, one table per dataset) with its reports."""
+evaluation protocol (`evaluate`: models side by side, one table per dataset, and the run's files:
+results.json, results.md, prompts.json, charts), and its split over shards."""
 
 from .metrics import (
     ApInstance,
@@ -29,12 +30,14 @@ from .protocol import (
     build_tables,
     collect_results,
     count_images,
-    evaluate,
     load_predictor,
     require_checkpoints,
+    score_items,
     table_metrics,
 )
 from .report import last_condition, markdown, results_document, row_cells, write_charts
+from .run import EvalRun, evaluate, write_run
+from .shards import EvalLaunch, EvalPartSummary, eval_worker, plan_part
 
 __all__ = [
     "CACHE_DIR",
@@ -43,7 +46,10 @@ __all__ = [
     "PROMPT_TYPES",
     "ApInstance",
     "EvalItem",
+    "EvalLaunch",
+    "EvalPartSummary",
     "EvalPlan",
+    "EvalRun",
     "EvalSettings",
     "ImageResult",
     "ModelSpec",
@@ -61,6 +67,7 @@ __all__ = [
     "collect_results",
     "count_images",
     "dice",
+    "eval_worker",
     "encode_rle",
     "evaluate",
     "iou",
@@ -69,10 +76,13 @@ __all__ = [
     "markdown",
     "mask_ap",
     "pixel_accuracy",
+    "plan_part",
     "require_checkpoints",
     "results_document",
     "row_cells",
     "sample_prompts",
+    "score_items",
     "table_metrics",
     "write_charts",
+    "write_run",
 ]

@@ -3,7 +3,7 @@
 Each image is encoded once per model and all its objects are decoded from that embedding, one
 prompt (3 positive points, or the box) per ground-truth object, single-mask output. Per-image
 results go to an append-only cache per model so an interrupted run resumes where it stopped; a
-run split over shards (`core.parallel`) evaluates each shard's part of the `EvalPlan` into that
+run split over shards (`core.evaluation.shards`) evaluates each shard's part of the `EvalPlan` into that
 part's cache, and `collect_results` merges the parts.
 Tables have one row per degradation, then "Degrade" (mean over the degradation rows), "Clear"
 and "Average" (mean over all condition rows), as in the paper's Tables 2-6.
@@ -349,7 +349,7 @@ class EvalPlan:
         return self.prompts.entries[item.dataset][item.name]
 
 
-def evaluate(
+def score_items(
     models: list[ModelSpec],
     plan: EvalPlan,
     cache_dir: Path,
@@ -360,8 +360,9 @@ def evaluate(
     items: Optional[list[EvalItem]] = None,
     part: Optional[str] = None,
 ) -> Results:
-    """Evaluates each model in turn on the plan's images (or on `items` of it, as part `part` of
-    a split run, whose results go to that part's cache), with the plan's prompts.
+    """Scores each model in turn on the plan's images (or on `items` of it, as part `part` of a split
+    run, whose results go to that part's cache), with the plan's prompts; `evaluate` also writes the
+    run's document.
 
     `on_image(model name)` is called after each image (for progress), `on_note` with remarks. An
     unreadable image or mask goes to `on_failure` and is left out of the results (without it,
@@ -412,8 +413,8 @@ def evaluate(
 def collect_results(models: list[ModelSpec], plan: EvalPlan, cache_dir: Path, settings: EvalSettings,
                     on_failure: OnFailure = None) -> Results:
     """The results of every image of the plan from the caches that the parts of a split run wrote,
-    in plan order, as one process's `evaluate` returns them. Images a part could not read go to
-    `on_failure` and are left out, as `evaluate` leaves them out.
+    in plan order, as one process's `score_items` returns them. Images a part could not read go to
+    `on_failure` and are left out, as `score_items` leaves them out.
 
     Raises InputError naming the first image that no part has evaluated (never a partial merge).
     """

@@ -3,7 +3,7 @@ and batch segmentation of image files into mask files."""
 
 from .amg import RobustAutomaticMaskGenerator
 from .glesam_predictor import GleSamPredictor
-from .loading import make_predictor, open_model, open_predictor
+from .loading import ModelChoice, make_predictor, open_model, open_predictor
 from .mask_writers import MaskRecord, MaskWriter, make_writers
 from .predictor import RobustPredictor
 from .segment import SegmentSummary, segment
@@ -12,6 +12,7 @@ from .small_regions import connected_components, remove_small_regions
 __all__ = [
     "GleSamPredictor",
     "MaskRecord",
+    "ModelChoice",
     "MaskWriter",
     "RobustAutomaticMaskGenerator",
     "RobustPredictor",

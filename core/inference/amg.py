@@ -58,3 +58,15 @@ class RobustAutomaticMaskGenerator(SamAutomaticMaskGenerator):
                 mask_data["boxes"][index] = boxes[index]
         mask_data.filter(keep)
         return mask_data
+
+
+def automatic_mask_generator(predictor: Any, **options: Any) -> Any:
+    """The segment-everything generator for `predictor`: SAM 2's (core.sam2.Sam2AutomaticMaskGenerator) for a
+    SAM 2 predictor, else RobustAutomaticMaskGenerator; `options` are the generators' shared arguments."""
+    if getattr(predictor, "backbone", "sam") == "sam2":
+        from ..sam2.amg import Sam2AutomaticMaskGenerator
+
+        return Sam2AutomaticMaskGenerator(predictor, **options)
+    # SAM's generator reads only `img_size` from its model: the predictor's `model` serves.
+    return RobustAutomaticMaskGenerator(predictor.model, predictor=predictor, **options)
+

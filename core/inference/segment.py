@@ -29,7 +29,8 @@ from ..io import read_image, read_image_size, require_output_dir
 from ..data.prompt_files import Prompt, PromptSet, load_prompts
 from ..errors import InputError
 from ..model.robustsam import RobustSam
-from .amg import RobustAutomaticMaskGenerator
+from ..parallel import SLOWEST
+from .amg import RobustAutomaticMaskGenerator, automatic_mask_generator
 from .loading import make_predictor
 from .mask_writers import ImageJob, MaskRecord, MaskWriter, make_writers
 from .predictor import RobustPredictor
@@ -268,7 +269,7 @@ class SegmentSummary:
     masks: int = 0
     failures: list[str] = field(default_factory=list)
     empty: list[str] = field(default_factory=list)
-    seconds: float = 0.0
+    seconds: float = field(default=0.0, metadata=SLOWEST)  # merged: the slowest worker's
 
 
 def _prefetch(jobs: Sequence[ImageJob], depth: int = PREFETCH_IMAGES) -> Iterator[tuple[ImageJob, Future]]:
@@ -373,8 +374,7 @@ def prepare_run(
     segmenter: Segmenter
     predictor = predictor if predictor is not None else make_predictor(model, robust=robust, precision=precision)
     if prompt_set is None:
-        # SAM's generator reads only `img_size` from its model: the predictor's `model` serves.
-        generator = RobustAutomaticMaskGenerator(predictor.model, predictor=predictor, **(generator_options or {}))
+        generator = automatic_mask_generator(predictor, **(generator_options or {}))
         segmenter = AutomaticSegmenter(generator)
     else:
         segmenter = PromptSegmenter(predictor, multimask, all_masks, prompt_batch)

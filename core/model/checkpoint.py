@@ -17,7 +17,8 @@ from ..errors import CheckpointError
 from ..io import load_torch_file
 from .robustsam import RobustSam
 
-_ROBUST_PREFIXES = tuple(f"mask_decoder.{name}." for name in ROBUST_MODULES)
+# SAM's decoder is `mask_decoder`, SAM 2's `sam_mask_decoder` (core.sam2): the robust modules sit in either.
+_ROBUST_PREFIXES = tuple(f"{decoder}.{name}." for decoder in ("mask_decoder", "sam_mask_decoder") for name in ROBUST_MODULES)
 _WRAPPER_KEYS = ("model", "state_dict")
 _SHOWN_KEYS = 5
 SAFETENSORS_SUFFIX = ".safetensors"
@@ -30,8 +31,13 @@ class RobustModulesUninitialized(UserWarning):
 
 
 def is_robust_key(key: str) -> bool:
-    """True for the keys RobustSAM adds to a SAM checkpoint."""
+    """True for the keys RobustSAM adds to a SAM (or SAM 2) checkpoint."""
     return key.startswith(_ROBUST_PREFIXES)
+
+
+def is_sam2_state(state: Mapping[str, Any]) -> bool:
+    """Whether a state dict holds SAM 2 weights (SAM 2's decoder is `sam_mask_decoder`, SAM's `mask_decoder`)."""
+    return any(isinstance(key, str) and key.startswith("sam_mask_decoder.") for key in state)
 
 
 @lru_cache(maxsize=None)
@@ -217,8 +223,8 @@ class CheckpointSummary:
             kind = "robust modules only"
         else:
             kind = "RobustSAM"
-        robust_missing = any(name.startswith("mask_decoder.") for name in self.missing_modules)
-        sam_missing = any(not name.startswith("mask_decoder.") for name in self.missing_modules)
+        robust_missing = any(is_robust_key(name + ".") for name in self.missing_modules)
+        sam_missing = any(not is_robust_key(name + ".") for name in self.missing_modules)
         incomplete = {"SAM only": sam_missing, "robust modules only": robust_missing}.get(kind, bool(self.missing_modules))
         return f"{kind} (incomplete)" if incomplete else kind
 
@@ -231,6 +237,12 @@ def _module_of(key: str) -> str:
 def summarize_checkpoint(path: str | os.PathLike, model_type: Optional[str] = None) -> CheckpointSummary:
     """Reads `path` and counts its parameters (batch-norm statistics excluded) per module."""
     state = read_state_dict(path)
+    if is_sam2_state(state):
+        try:
+            from ..sam2.build import summarize_sam2_state
+        except ImportError:
+            raise CheckpointError(f"{path}: a SAM 2 checkpoint; reading it needs the sam2 extra") from None
+        return summarize_sam2_state(state, path, model_type)
     model_type = model_type or infer_model_type(state, path)
     _check_fits(state, model_type, path)
     modules: dict[str, int] = {}

@@ -123,8 +123,8 @@ def read_masks(hyper_in: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
     return (hyper_in @ features.flatten(2)).view(n, -1, h, w)
 
 
-def ablated_parameters(decoder: nn.Module) -> set[str]:
-    """Names (under `mask_decoder.`) of the robust parameters the decoder's ablation leaves unused."""
+def ablated_parameters(decoder: nn.Module, prefix: str = "mask_decoder.") -> set[str]:
+    """Names (under the decoder's state-dict `prefix`) of the robust parameters its ablation leaves unused."""
     unused = []
     if "fourier" in decoder.removed:
         unused += [f"{name}.fgm_block" for name in ROBUST_MODULES if name.startswith("fourier_")]
@@ -133,7 +133,7 @@ def ablated_parameters(decoder: nn.Module) -> set[str]:
     if "rot" in decoder.removed:
         unused += ["custom_robust_token", "robust_mlp"]
     return {
-        f"mask_decoder.{name}"
+        f"{prefix}{name}"
         for name, _ in decoder.named_parameters()
         if any(name == prefix or name.startswith(prefix + ".") for prefix in unused)
     }

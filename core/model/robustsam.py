@@ -6,11 +6,13 @@ from functools import partial
 from typing import Any, Optional
 
 import torch
+import torch.nn.functional as F
 from segment_anything.modeling import ImageEncoderViT, PromptEncoder, Sam, TwoWayTransformer
 from torch import nn
 
+from .backbone import ImageEncoding
 from .config import ModelConfig
-from .decoder import RobustMaskDecoder
+from .decoder import DecoderOutput, RobustMaskDecoder
 from .encoder import encoder_forward
 
 PIXEL_MEAN = (123.675, 116.28, 103.53)
@@ -89,6 +91,44 @@ class RobustSam(Sam):
                 early = x.permute(0, 3, 1, 2)
         embedding = encoder.neck(x.permute(0, 3, 1, 2))
         return embedding, early
+
+    # The backbone interface (core.model.backbone), shared with SAM 2.
+
+    @property
+    def decoder(self) -> RobustMaskDecoder:
+        return self.mask_decoder
+
+    @property
+    def decoder_prefix(self) -> str:
+        """The state-dict prefix of the decoder."""
+        return "mask_decoder."
+
+    @property
+    def input_size(self) -> int:
+        return self.image_encoder.img_size
+
+    def normalize_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, S, S) in [0, 1] -> normalised (B, 3, I, I) at the encoder's input size I."""
+        if images.shape[-1] != self.input_size:
+            images = F.interpolate(images, size=(self.input_size,) * 2, mode="bilinear", align_corners=False, antialias=True)
+        return (images * 255 - self.pixel_mean) / self.pixel_std
+
+    def encode_images(self, inputs: torch.Tensor) -> ImageEncoding:
+        """Normalised images (B, 3, I, I) -> ImageEncoding (embedding and early feature)."""
+        return ImageEncoding(*self.encode(inputs))
+
+    def embed_prompts(self, points: Optional[torch.Tensor], labels: Optional[torch.Tensor], boxes: Optional[torch.Tensor],
+                      masks: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Points (N, P, 2) + labels (N, P), boxes (N, 4) in the input frame, mask inputs (N, 1, 4h, 4w)
+        -> (sparse (N, T, D), dense (N, D, h, w))."""
+        return self.prompt_encoder(points=None if points is None else (points, labels), boxes=boxes, masks=masks)
+
+    def decode_prompts(self, encoding: ImageEncoding, sparse: torch.Tensor, dense: torch.Tensor,
+                       image_feature: Optional[torch.Tensor] = None, robust: bool = True,
+                       return_features: bool = True) -> DecoderOutput:
+        """RobustMaskDecoder.decode for N prompt embeddings over the images of `encoding`."""
+        return self.mask_decoder.decode(encoding.embedding, self.prompt_encoder.get_dense_pe(), sparse, dense,
+                                        image_feature, robust, return_features)
 
     def forward(self, batched_input: list[dict[str, Any]], multimask_output: bool, robust: bool = True) -> list[dict[str, torch.Tensor]]:
         """`Sam.forward`'s contract (a list of image/prompt dicts) on the chosen path."""

@@ -1,36 +1,32 @@
 """What every split command shares: its state folder with one done marker per shard, the weight of
-an image, the device and model of a torchrun worker, and progress counting."""
+an image, the device of a torchrun worker, and progress counting."""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Union
+from typing import Any, Callable
 
 import torch
 
-from ..io import atomic_path, read_image_size
 from ..errors import InputError
-from ..inference.loading import open_model
-from ..model.robustsam import RobustSam
+from ..io import atomic_path, read_image_size
+from .payload import to_json
 from .shard import Shard
-
-if TYPE_CHECKING:
-    from ..glesam import GleSam
 
 STATE_DIR = ".parallel"
 
 
-def mark_done(output_dir: str | os.PathLike, shard: Shard, summary: dict[str, Any]) -> bool:
-    """Records that `shard` finished its part (its summary in OUTPUT/.parallel/done-K-of-N.json).
+def mark_done(output_dir: str | os.PathLike, shard: Shard, summary: Any) -> bool:
+    """Records that `shard` finished its part (its summary, a dataclass, in OUTPUT/.parallel/done-K-of-N.json).
 
     Returns True when every shard of its count has: the caller then merges the parts (shards that
     finish together may both merge; merges write the same files atomically).
     """
     state = Path(output_dir) / STATE_DIR
     with atomic_path(state / f"done-{shard.name}.json") as tmp:
-        tmp.write_text(json.dumps(summary), encoding="utf-8")
+        tmp.write_text(json.dumps(to_json(summary)), encoding="utf-8")
     return all((state / f"done-{index}-of-{shard.count}.json").is_file() for index in range(shard.count))
 
 
@@ -46,13 +42,6 @@ def image_area(path: str | os.PathLike) -> float:
 def worker_device(cuda: bool) -> torch.device:
     """This torchrun worker's device: its local rank's GPU when `cuda`, else the CPU."""
     return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}") if cuda else torch.device("cpu")
-
-
-def worker_model(build: dict[str, Any]) -> Union[RobustSam, "GleSam"]:
-    """The model of `build` ({model_type, checkpoint, sam_checkpoint, cuda}) on this worker's device: a
-    RobustSam, or a GleSam when the checkpoint is GleSAM's (`core.inference.loading.open_model`)."""
-    return open_model(build["checkpoint"], model_type=build["model_type"], sam_checkpoint=build["sam_checkpoint"],
-                      device=worker_device(build["cuda"]))
 
 
 def counter(progress: Callable[[int, int], None], total: int) -> Callable[[int], None]:

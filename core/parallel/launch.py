@@ -10,12 +10,16 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+import typing
+from typing import Any, Callable, Optional, TypeVar
 
 import torch
 
-from ..io import atomic_path
 from ..errors import InputError
+from ..io import atomic_path
+from .payload import from_json, to_json
+
+Result = TypeVar("Result")
 
 JOB_FILE = "job.json"
 POLL_SECONDS = 0.5
@@ -83,25 +87,31 @@ def write_progress(state_dir: Path, rank: int, done: int, total: int) -> None:
         tmp.write_text(json.dumps({"done": done, "total": total}), encoding="utf-8")
 
 
+def worker_name(worker: Callable[..., Any]) -> str:
+    """"module:name" by which a worker process imports `worker`."""
+    return f"{worker.__module__}:{worker.__qualname__}"
+
+
 def launch_function(
-    function: str,
-    kwargs: dict[str, Any],
+    worker: Callable[..., Result],
+    job: Any,
     state_dir: Path,
     nodes: Nodes,
     on_progress: Optional[Callable[[int, int], None]] = None,
-) -> list[dict[str, Any]]:
-    """Runs `function` ("module:name") in every worker as `function(shard=..., progress=..., **kwargs)`
-    and returns the JSON results of this node's workers, by rank.
+) -> list[Result]:
+    """Runs `worker(job, shard=..., progress=...)` in every torchrun worker and returns the results of
+    this node's workers, by rank. `job` is a dataclass (sent as JSON, rebuilt from `worker`'s `job`
+    annotation); each result is rebuilt from `worker`'s return annotation.
 
     Raises WorkerError with the first failed worker's error line when any worker fails.
     """
     state_dir.mkdir(parents=True, exist_ok=True)
     for stale in [*state_dir.glob("progress-*.json"), *state_dir.glob("error-*.txt"), *state_dir.glob("result-*.json")]:
         stale.unlink()
-    job = state_dir / JOB_FILE
-    with atomic_path(job) as tmp:
-        tmp.write_text(json.dumps({"function": function, "kwargs": kwargs, "state_dir": str(state_dir)}), encoding="utf-8")
-    command, env = torchrun_command(nodes, "core.parallel.worker", [str(job)])
+    job_file = state_dir / JOB_FILE
+    with atomic_path(job_file) as tmp:
+        tmp.write_text(json.dumps({"worker": worker_name(worker), "job": to_json(job), "state_dir": str(state_dir)}), encoding="utf-8")
+    command, env = torchrun_command(nodes, "core.parallel.worker", [str(job_file)])
     log = state_dir / "torchrun.log"
     # A file, not a pipe: a pipe nobody reads while polling would block chatty workers.
     with log.open("w", encoding="utf-8") as stream:
@@ -123,4 +133,5 @@ def launch_function(
         last = [line for line in stderr.splitlines() if line.strip()][-1:] or ["no output"]
         raise WorkerError(f"torchrun workers failed (exit status {process.returncode}): {last[0]}")
     ranks = range(nodes.node_rank * nodes.processes, (nodes.node_rank + 1) * nodes.processes)
-    return [json.loads((state_dir / f"result-{rank}.json").read_text(encoding="utf-8")) for rank in ranks]
+    result_type = typing.get_type_hints(worker)["return"]
+    return [from_json(result_type, json.loads((state_dir / f"result-{rank}.json").read_text(encoding="utf-8"))) for rank in ranks]

@@ -3,8 +3,8 @@
 predictor (`Sam2Predictor`). `core.inference.open_predictor` opens SAM 2 checkpoints like any other."""
 
 from .build import SAM2_DECODER_PREFIX, build_sam2_model, check_sam2_state, infer_sam2_type, is_sam2_robust_key, is_sam2_state, load_sam2
-from .config import SAM2_CONFIGS, Sam2Config, get_sam2_config, is_sam2_type
-from .model import RobustSam2, RobustSam2MaskDecoder, Sam2Encoding
+from ..model.sam2_config import SAM2_CONFIGS, Sam2Config, get_sam2_config, is_sam2_type
+from .model import RobustSam2, RobustSam2MaskDecoder
 from .predictor import Sam2Predictor, Sam2PromptTransform
 
 __all__ = [
@@ -13,7 +13,6 @@ __all__ = [
     "RobustSam2",
     "RobustSam2MaskDecoder",
     "Sam2Config",
-    "Sam2Encoding",
     "Sam2Predictor",
     "Sam2PromptTransform",
     "build_sam2_model",

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import warnings
 from pathlib import Path
@@ -12,9 +14,9 @@ import torch
 
 from ..device import resolve_device
 from ..errors import CheckpointError
-from ..model.checkpoint import RobustModulesUninitialized, read_state_dict
+from ..model.checkpoint import CheckpointSummary, RobustModulesUninitialized, is_sam2_state, read_state_dict
 from ..model.robust_head import ROBUST_MODULES
-from .config import SAM2_CONFIGS, get_sam2_config
+from ..model.sam2_config import SAM2_CONFIGS, get_sam2_config
 from .model import RobustSam2
 
 SAM2_DECODER_PREFIX = "sam_mask_decoder."
@@ -22,20 +24,21 @@ _ROBUST_PREFIXES = tuple(f"{SAM2_DECODER_PREFIX}{name}." for name in ROBUST_MODU
 _TRUNK = "image_encoder.trunk."
 
 
-def is_sam2_state(state: Mapping[str, torch.Tensor]) -> bool:
-    """Whether a state dict holds SAM 2 weights (SAM 2's decoder is `sam_mask_decoder`, SAM's `mask_decoder`)."""
-    return any(key.startswith(SAM2_DECODER_PREFIX) for key in state)
-
-
 def is_sam2_robust_key(key: str) -> bool:
     """Whether `key` belongs to the RobustSAM modules of a RobustSam2."""
     return key.startswith(_ROBUST_PREFIXES)
 
 
+@functools.cache
 def _fingerprint_of_config(model_type: str) -> tuple[int, int, int, bool]:
+    """(trunk width, trunk depth, neck width, SAM 2.1) of a configuration; Hiera's defaults fill what it leaves out."""
+    from sam2.modeling.backbones.hieradet import Hiera
+
     model = get_sam2_config(model_type).compose().model
     trunk = model.image_encoder.trunk
-    return (trunk.embed_dim, sum(trunk.stages), model.image_encoder.neck.d_model, bool(model.get("no_obj_embed_spatial")))
+    defaults = inspect.signature(Hiera).parameters
+    embed_dim, stages = (trunk.get(name, defaults[name].default) for name in ("embed_dim", "stages"))
+    return (embed_dim, sum(stages), model.image_encoder.neck.d_model, bool(model.get("no_obj_embed_spatial")))
 
 
 def _fingerprint_of_state(state: Mapping[str, torch.Tensor]) -> tuple[int, int, int, bool]:
@@ -94,6 +97,44 @@ def check_sam2_state(state: Mapping[str, torch.Tensor], model: RobustSam2, path:
         if missing and (not robust or len(missing) < len(wanted)):
             raise CheckpointError(f"{path}: {len(missing)} {what} missing, e.g. {missing[0]}")
     return any(is_sam2_robust_key(key) for key in state)
+
+
+def summarize_sam2_state(state: Mapping[str, torch.Tensor], path: str | os.PathLike,
+                         model_type: Optional[str] = None) -> CheckpointSummary:
+    """`core.model.summarize_checkpoint` for a SAM 2 state dict: parameters per top-level module, robust
+    modules under `sam_mask_decoder.`; CheckpointError when the state does not fit its type."""
+    model_type = model_type or infer_sam2_type(state, path)
+    model = build_sam2_model(model_type)
+    check_sam2_state(state, model, path)
+    modules: dict[str, int] = {}
+    for key, value in state.items():
+        if not key.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            modules[_module_of(key)] = modules.get(_module_of(key), 0) + value.numel()
+    expected = dict.fromkeys(_module_of(key) for key in model.state_dict())
+    robust = sum(count for name, count in modules.items() if is_sam2_robust_key(name + "."))
+    return CheckpointSummary(
+        path=Path(path), model_type=model_type, sam_parameters=sum(modules.values()) - robust, robust_parameters=robust,
+        modules={name: modules[name] for name in expected if name in modules},
+        missing_modules=[name for name in expected if name not in modules],
+    )
+
+
+def _module_of(key: str) -> str:
+    parts = key.split(".")
+    return ".".join(parts[:2]) if is_sam2_robust_key(key) else parts[0]
+
+
+def read_sam2_weights(checkpoint: str | os.PathLike, sam_checkpoint: Optional[str | os.PathLike] = None,
+                      model_type: Optional[str] = None) -> tuple[str, dict[str, torch.Tensor]]:
+    """(model type, state) of a SAM 2 checkpoint, or robust modules over the SAM 2 `sam_checkpoint`,
+    checked against the model type (inferred unless named); CheckpointError naming the file otherwise."""
+    state = read_state_dict(checkpoint)
+    if sam_checkpoint is not None:
+        state = {**read_state_dict(sam_checkpoint), **state}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RobustModulesUninitialized)  # SAM 2 weights alone are a valid file
+        model = load_sam2(checkpoint, model_type, state=state)
+    return model.model_type, state
 
 
 def load_sam2(

@@ -3,30 +3,20 @@ whose mask decoder also carries RobustSAM's modules, and whose encoder also retu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from sam2.modeling.sam.mask_decoder import MaskDecoder
 from sam2.modeling.sam2_base import SAM2Base
 
+from ..model.backbone import ImageEncoding
 from ..model.decoder import DecoderOutput
 from ..model.robust_head import RobustHead, read_masks
 
-
-@dataclass
-class Sam2Encoding:
-    """What SAM 2's image encoder gives the decoder, for B images.
-
-    embedding: (B, D, h, w), the neck's stride-16 level plus `no_mem_embed` (SAM2ImagePredictor's image_embed);
-    early: (B, C_early, h, w), the output of the trunk's first global-attention block;
-    high_res: the stride-4 (B, D/8, 4h, 4w) and stride-8 (B, D/4, 2h, 2w) levels after the decoder's
-    conv_s0 / conv_s1 (SAM2ImagePredictor's high_res_feats).
-    """
-
-    embedding: torch.Tensor
-    early: torch.Tensor
-    high_res: tuple[torch.Tensor, torch.Tensor]
+# sam2's SAM2Transforms normalisation of [0, 1] images.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class RobustSam2MaskDecoder(RobustHead, MaskDecoder):
@@ -139,8 +129,59 @@ class RobustSam2(SAM2Base):
             dynamic_multimask_stability_thresh=plain.dynamic_multimask_stability_thresh,
         )
 
-    def encode(self, images: torch.Tensor) -> Sam2Encoding:
-        """Normalised images (B, 3, S, S) -> Sam2Encoding, as SAM2ImagePredictor.set_image computes it."""
+    # The backbone interface (core.model.backbone), shared with SAM.
+
+    @property
+    def decoder(self) -> RobustSam2MaskDecoder:
+        return self.sam_mask_decoder
+
+    @property
+    def decoder_prefix(self) -> str:
+        """The state-dict prefix of the decoder."""
+        return "sam_mask_decoder."
+
+    @property
+    def input_size(self) -> int:
+        return self.image_size
+
+    def normalize_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, S, S) in [0, 1] -> (B, 3, I, I) resized to the input size I and normalised as
+        sam2's SAM2Transforms does (ImageNet mean and deviation)."""
+        if images.shape[-1] != self.image_size:
+            images = F.interpolate(images, size=(self.image_size,) * 2, mode="bilinear", align_corners=False, antialias=True)
+        mean = images.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = images.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        return (images - mean) / std
+
+    def encode_images(self, inputs: torch.Tensor) -> ImageEncoding:
+        return self.encode(inputs)
+
+    def embed_prompts(self, points: Optional[torch.Tensor], labels: Optional[torch.Tensor], boxes: Optional[torch.Tensor],
+                      masks: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Points (N, P, 2) + labels (N, P), boxes (N, 4) or (N, 2, 2) in the input frame, mask inputs
+        (N, 1, 4h, 4w) -> (sparse (N, T, D), dense (N, D, h, w)). As SAM2ImagePredictor, a box is
+        embedded as its two corners, labelled 2 and 3, ahead of the points."""
+        if boxes is not None:
+            corners = boxes.reshape(-1, 2, 2)
+            corner_labels = torch.tensor([[2, 3]], dtype=torch.int, device=corners.device).expand(len(corners), -1)
+            if points is None:
+                points, labels = corners, corner_labels
+            else:
+                points, labels = torch.cat([corners, points], dim=1), torch.cat([corner_labels, labels], dim=1)
+        return self.sam_prompt_encoder(points=None if points is None else (points, labels), boxes=None, masks=masks)
+
+    def decode_prompts(self, encoding: ImageEncoding, sparse: torch.Tensor, dense: torch.Tensor,
+                       image_feature: Optional[torch.Tensor] = None, robust: bool = True,
+                       return_features: bool = True) -> DecoderOutput:
+        """The decoder pass of N prompt embeddings over the images of `encoding` (RobustSam2MaskDecoder.decode)."""
+        return self.sam_mask_decoder.decode(
+            encoding.embedding, self.sam_prompt_encoder.get_dense_pe(), sparse, dense, encoding.high_res,
+            image_feature, robust, return_features,
+        )
+
+    def encode(self, images: torch.Tensor) -> ImageEncoding:
+        """Normalised images (B, 3, S, S) -> ImageEncoding, as SAM2ImagePredictor.set_image computes it:
+        embedding, early feature, and the high-resolution features after conv_s0 / conv_s1."""
         captured: list[torch.Tensor] = []
         hook = self.image_encoder.trunk.blocks[self.early_block].register_forward_hook(
             lambda module, inputs, output: captured.append(output)
@@ -152,19 +193,4 @@ class RobustSam2(SAM2Base):
         *high_res, embedding = backbone_out["backbone_fpn"][-self.num_feature_levels :]
         if self.directly_add_no_mem_embed:
             embedding = embedding + self.no_mem_embed.view(1, -1, 1, 1)
-        return Sam2Encoding(embedding, captured[0].permute(0, 3, 1, 2), tuple(high_res))
-
-    def decode(
-        self,
-        encoding: Sam2Encoding,
-        sparse: torch.Tensor,
-        dense: torch.Tensor,
-        image_feature: Optional[torch.Tensor] = None,
-        robust: bool = True,
-        return_features: bool = True,
-    ) -> DecoderOutput:
-        """The decoder pass of N prompt embeddings over the B images of `encoding` (see RobustSam2MaskDecoder.decode)."""
-        return self.sam_mask_decoder.decode(
-            encoding.embedding, self.sam_prompt_encoder.get_dense_pe(), sparse, dense, encoding.high_res,
-            image_feature, robust, return_features,
-        )
+        return ImageEncoding(embedding, captured[0].permute(0, 3, 1, 2), tuple(high_res))

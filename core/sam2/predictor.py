@@ -3,6 +3,7 @@ RobustSAM2, robust path by default; with `robust=False` it is SAM 2 itself."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Optional, Sequence, Union
 
 import numpy as np
@@ -11,7 +12,8 @@ from PIL.Image import Image
 from sam2.sam2_image_predictor import SAM2ImagePredictor
 
 from ..inference.predictor import check_precision, precision_autocast
-from .model import RobustSam2, Sam2Encoding
+from ..model.backbone import ImageEncoding
+from .model import RobustSam2
 
 
 class Sam2PromptTransform:
@@ -53,17 +55,21 @@ class Sam2Predictor(SAM2ImagePredictor):
 
     model: RobustSam2
     method = "robustsam"
+    backbone = "sam2"
 
     def __init__(self, model: RobustSam2, robust: bool = True, precision: str = "fp32") -> None:
         check_precision(precision)
-        super().__init__(model, mask_threshold=model.mask_threshold)
+        with warnings.catch_warnings():
+            # SAM2Transforms scripts its resize with torch.jit, which torch 2.10+ deprecates: not the user's concern.
+            warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", FutureWarning)
+            super().__init__(model, mask_threshold=model.mask_threshold)
         self.robust = robust
         self.precision = precision
         size = model.image_size
         self._bb_feat_sizes = [(size // 4, size // 4), (size // 8, size // 8), (size // 16, size // 16)]
         self.transform = Sam2PromptTransform(size)
         self.input_size = (size, size)
-        self.encoding: Optional[Sam2Encoding] = None
+        self.encoding: Optional[ImageEncoding] = None
         self.robust_features: Optional[torch.Tensor] = None
 
     @torch.inference_mode()
@@ -91,15 +97,13 @@ class Sam2Predictor(SAM2ImagePredictor):
 
     def _encode(self, images: torch.Tensor, sizes: list[tuple[int, int]]) -> None:
         with precision_autocast(self.device, self.precision):
-            encoding = self.model.encode(images)
-        embedding, early = encoding.embedding.float(), encoding.early.float()
-        high_res = tuple(feature.float() for feature in encoding.high_res)
-        self.encoding = Sam2Encoding(embedding, early, high_res)
-        self._features = {"image_embed": embedding, "high_res_feats": list(high_res)}
+            encoding = self.model.encode_images(images).float()
+        self.encoding = encoding
+        self._features = {"image_embed": encoding.embedding, "high_res_feats": list(encoding.high_res)}
         self._orig_hw = sizes
         if self.robust:
             with precision_autocast(self.device, self.precision):
-                self.robust_features = self.model.sam_mask_decoder.image_feature(embedding, early).float()
+                self.robust_features = self.model.decoder.image_feature(encoding.embedding, encoding.early).float()
         self._is_image_set = True
 
     @torch.inference_mode()
@@ -118,22 +122,12 @@ class Sam2Predictor(SAM2ImagePredictor):
         Returns masks (N, C, H, W), iou (N, C), low-res logits (N, C, S/4, S/4) clamped to +-32."""
         if not self._is_image_set:
             raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
-        points = None if point_coords is None else (point_coords, point_labels)
-        if boxes is not None:
-            # SAM 2 embeds a box as its two corners, labelled 2 and 3, ahead of the points.
-            corners = boxes.reshape(-1, 2, 2)
-            corner_labels = torch.tensor([[2, 3]], dtype=torch.int, device=corners.device).expand(len(corners), -1)
-            points = (corners, corner_labels) if points is None else (
-                torch.cat([corners, points[0]], dim=1), torch.cat([corner_labels, points[1]], dim=1)
-            )
         index = slice(img_idx, None) if img_idx == -1 else slice(img_idx, img_idx + 1)
-        encoding = self.encoding
-        image = Sam2Encoding(encoding.embedding[index], encoding.early[index], tuple(f[index] for f in encoding.high_res))
         with precision_autocast(self.device, self.precision):
-            sparse, dense = self.model.sam_prompt_encoder(points=points, boxes=None, masks=mask_input)
+            sparse, dense = self.model.embed_prompts(point_coords, point_labels, boxes, mask_input)
             feature = self.robust_features[index] if self.robust else None
-            out = self.model.decode(image, sparse, dense, feature, self.robust, return_features=False)
-            low_res, iou = self.model.sam_mask_decoder.select(out, multimask_output)
+            out = self.model.decode_prompts(self.encoding.select(index), sparse, dense, feature, self.robust, return_features=False)
+            low_res, iou = self.model.decoder.select(out, multimask_output)
         low_res, iou = low_res.float(), iou.float()
         masks = self._transforms.postprocess_masks(low_res, self._orig_hw[img_idx])
         if not return_logits:

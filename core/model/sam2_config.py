@@ -1,4 +1,4 @@
-"""SAM 2 model types: the configuration files the `sam2` package ships (composed with hydra, nothing
+"""SAM 2 model types (`core.sam2` builds them): the configuration files the `sam2` package ships (composed with hydra, nothing
 downloaded) and a micro size for tests and the built-in model."""
 
 from __future__ import annotations

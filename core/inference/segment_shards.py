@@ -9,13 +9,43 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import asdict
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from ..inference.mask_writers import ImageJob
-from ..inference.segment import ImageResult, SegmentRun, SegmentSummary, prepare_run
-from .job import counter, image_area, mark_done, worker_model
-from .shard import Shard, shard_items
+from ..parallel import Shard, counter, image_area, mark_done, shard_items, worker_device
+from .loading import ModelChoice
+from .mask_writers import ImageJob
+from .segment import ImageResult, SegmentRun, SegmentSummary, prepare_run
+
+
+@dataclass
+class SegmentOptions:
+    """The keyword options of `prepare_run` that a launched job passes to its workers."""
+
+    prompts: Optional[Path] = None
+    prompt_from: str = "box"
+    recursive: bool = False
+    output_format: str = "png"
+    overlay: bool = False
+    multimask: bool = False
+    all_masks: bool = False
+    prompt_batch: int = 16
+    robust: bool = True
+    precision: str = "fp32"
+    generator_options: dict[str, float] = field(default_factory=dict)
+    overwrite: bool = False
+
+
+@dataclass
+class SegmentLaunch:
+    """What every worker of a launched `segment` needs: the model, the inputs, the output folder, the options."""
+
+    model: ModelChoice
+    cuda: bool
+    inputs: list[str]
+    output_dir: Path
+    options: SegmentOptions
 
 
 def job_weights(jobs: Sequence[ImageJob]) -> list[float]:
@@ -37,28 +67,16 @@ def run_shard(run: SegmentRun, shard: Shard, output_dir: str | os.PathLike,
     """Runs `shard`'s part of `run`, marks it done, and merges (COCO results) once every shard of
     its count is done. Returns the shard's summary and whether this call merged."""
     summary = shard_run(run, shard).run(on_image, finish=False)
-    complete = mark_done(output_dir, shard, asdict(summary))
+    complete = mark_done(output_dir, shard, summary)
     if complete:
         run.finish()
     return summary, complete
 
 
-def segment_worker(shard: Shard, progress: Callable[[int, int], None], build: dict[str, Any],
-                   inputs: list[str], output_dir: str, options: dict[str, Any]) -> dict[str, Any]:
-    """torchrun entry: builds the model on this rank's device and runs its shard; returns the summary."""
-    run = prepare_run(worker_model(build), inputs, output_dir, **options)
+def segment_worker(job: SegmentLaunch, shard: Shard, progress: Callable[[int, int], None]) -> SegmentSummary:
+    """torchrun entry: opens the model on this rank's device and runs its shard; returns the summary."""
+    options: dict[str, Any] = vars(job.options)
+    run = prepare_run(job.model.open(worker_device(job.cuda)), job.inputs, job.output_dir, **options)
     advance = counter(progress, len(shard_run(run, shard).pending))
-    summary, _ = run_shard(run, shard, output_dir, lambda result: advance())
-    return asdict(summary)
-
-
-def add_summaries(summaries: Sequence[dict[str, Any]]) -> SegmentSummary:
-    """One summary counting every worker; time is the slowest worker's."""
-    total = SegmentSummary()
-    for part in summaries:
-        for name in ("images", "skipped", "prompts", "masks"):
-            setattr(total, name, getattr(total, name) + part[name])
-        total.failures += part["failures"]
-        total.empty += part["empty"]
-        total.seconds = max(total.seconds, part["seconds"])
-    return total
+    summary, _ = run_shard(run, shard, job.output_dir, lambda result: advance())
+    return summary
