@@ -142,3 +142,31 @@ def test_lazy_frames_decode_on_demand_as_sam2_normalises(tmp_path):
     assert source.read == [1] and pixels.shape == (3, 32, 32) and pixels.dtype == torch.float32
     # black (20/255) normalised with ImageNet statistics
     assert pixels[0, -1, 0].item() == pytest.approx((20 / 255 - 0.485) / 0.229, abs=1e-4)
+
+
+def test_eval_video_scores_each_condition_of_davis_and_degraded_layouts(tmp_path, micro_sam2):
+    from core.io import write_image
+    from core.video.evaluation import first_frame_prompts, video_conditions
+
+    davis = tmp_path / "davis"
+    for index in range(3):
+        write_image(davis / "JPEGImages" / "480p" / "seq" / f"{index:05d}.jpg", frame(index))
+        write_image(davis / "Annotations" / "480p" / "seq" / f"{index:05d}.png", disc(index).astype(np.uint8) * 2)
+    annotations, conditions = video_conditions(davis)
+    assert annotations == davis / "Annotations" / "480p" and list(conditions) == ["clear"]
+    (prompt,) = first_frame_prompts(disc(0).astype(np.uint8) * 2, "box", "a.png")
+    assert prompt.obj_id == 2 and prompt.prompt.box == (40.0, 14.0, 53.0, 27.0)
+    degraded = tmp_path / "degraded"
+    result = CliRunner().invoke(cli, ["degrade", str(davis / "JPEGImages" / "480p"), "-o", str(degraded), "--types", "fog",
+                                      "--masks", str(davis / "Annotations" / "480p")])
+    assert result.exit_code == 0, result.output
+    assert list(video_conditions(degraded)[1]) == ["clear", "fog"]
+    result = CliRunner().invoke(cli, ["eval", "--video", "--data", str(degraded), "--model", f"sam2={micro_sam2}",
+                                      "--out", str(tmp_path / "report"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    document = json.loads((tmp_path / "report" / "video_results.json").read_text())
+    assert list(document["results"]["sam2"]) == ["clear", "fog"]
+    assert all(0.0 <= scores["J&F"] <= 1.0 for scores in document["results"]["sam2"].values())
+    result = CliRunner().invoke(cli, ["eval", "--video", "--data", str(tmp_path), "--model", f"sam2={micro_sam2}",
+                                      "--out", str(tmp_path / "report")])
+    assert result.exit_code == 2 and "neither DAVIS" in result.output
