@@ -312,6 +312,7 @@ def write_video(path: str | os.PathLike, frames: Sequence[np.ndarray] | Iterator
     suffix = Path(path).suffix.lower()
     codec = {".webm": "libvpx-vp9", ".avi": "mpeg4"}.get(suffix, "libx264")
     options = {"movflags": "faststart"} if suffix in (".mp4", ".mov") else {}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w", options=options) as container:
         stream = None
         for frame in frames:
