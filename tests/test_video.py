@@ -200,3 +200,17 @@ def test_writers_write_each_frame_and_resume(tmp_path, output_format):
         assert [(a["frame"], a["obj_id"]) for a in document["annotations"]] == [(f, o) for f in range(3) for o in (1, 2)]
         assert not (tmp_path / "clip" / ".rle").exists()
     assert all(w.frame_done(2) for w in writers)  # finished outputs count as done on a rerun
+
+
+def test_shards_split_the_videos_of_a_folder(mp4, tmp_path):
+    from core.parallel import Shard
+    from core.video import plan_track
+
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        (tmp_path / "clips").mkdir(exist_ok=True)
+        (tmp_path / "clips" / name).write_bytes(mp4.read_bytes())
+    prompts = {name: [{"frame": 0, "obj_id": 1, "box": [4, 10, 20, 26]}] for name in ("a.mp4", "b.mp4", "c.mp4")}
+    path = _prompt_file(tmp_path, prompts)
+    parts = [[job.name for job in plan_track(tmp_path / "clips", path, tmp_path / "out", shard=Shard(k, 2)).jobs] for k in (0, 1)]
+    assert sorted(parts[0] + parts[1]) == ["a", "b", "c"] and parts[0] and parts[1]
+    assert [job.name for job in plan_track(tmp_path / "clips", path, tmp_path / "out").jobs] == ["a", "b", "c"]
