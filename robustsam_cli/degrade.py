@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
 import click
+import torch
 from rich.console import Console
 from rich.table import Table
 
@@ -20,10 +21,11 @@ from core.device import resolve_device
 from core.errors import InputError
 from core.degradations.shards import DegradeLaunch, degrade_part, degrade_worker
 from core.parallel import merge
+from core.video import holds_videos, plan_video_degrade
 
 from .outcome import allow_empty_option, print_error, report_empty, report_failures
 from .options import device_option, image_progress
-from .parallel import launch, parallel_options, pop_parallel
+from .parallel import Parallel, launch, parallel_options, pop_parallel
 
 
 def parse_types(spec: str) -> List[str]:
@@ -61,9 +63,9 @@ def _print_list(console: Console) -> None:
     console.print(table)
 
 
-def _summary_table(summary: DegradeSummary, output: Path) -> Table:
+def _summary_table(summary: DegradeSummary, output: Path, unit: str = "images") -> Table:
     table = Table(title=f"robustsam degrade -> {output}")
-    for column in ("folder", "written", "kept", "seconds", "images/s"):
+    for column in ("folder", "written", "kept", "seconds", f"{unit}/s"):
         table.add_column(column, justify="left" if column == "folder" else "right")
     for folder in summary.folders:
         seconds, written = summary.seconds[folder], summary.written[folder]
@@ -76,7 +78,11 @@ def _summary_table(summary: DegradeSummary, output: Path) -> Table:
 @click.argument("src", required=False, type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output folder (or the sheet with --preview).")
 @click.option("--masks", "masks_dir", type=click.Path(path_type=Path), default=None,
-              help="Folder of masks per image: <stem>.npy, <stem>.png (labels or binary) or <stem>/*.png.")
+              help="Folder of masks per image: <stem>.npy, <stem>.png (labels or binary) or <stem>/*.png; "
+                   "for videos, <video>/00000.png ... per frame (DAVIS's Annotations/480p).")
+@click.option("--video", "as_video", is_flag=True,
+              help="SRC is a video even if it is a single folder of frames (video files and folders of frame "
+                   "folders are recognised without it).")
 @click.option("--types", "types_spec", default="all", show_default=True,
               help="'all' (the 15 published types) or a comma-separated list; 'mixed' is the LQSeg-style chain; "
                    "'lqseg' writes GleSAM's LQ-1, LQ-2, LQ-3 (their level is in the name).")
@@ -101,6 +107,7 @@ def degrade(
     src: Optional[Path],
     output: Optional[Path],
     masks_dir: Optional[Path],
+    as_video: bool,
     types_spec: str,
     level: int,
     seed: int,
@@ -114,7 +121,10 @@ def degrade(
     **parallel_params: Any,
 ) -> None:
     """Degrade the clear images in SRC into the Robust-Seg layout under OUTPUT:
-    OUTPUT/clear, OUTPUT/masks/*.npy (bool (M, H, W)) and OUTPUT/<type>/, same file names."""
+    OUTPUT/clear, OUTPUT/masks/*.npy (bool (M, H, W)) and OUTPUT/<type>/, same file names.
+
+    Videos (MP4, MOV, AVI, WebM, MKV, folders of numbered frames) are degraded consistently over
+    time into OUTPUT/clear/<video>/, OUTPUT/masks/<video>/ and OUTPUT/<type>/<video>/, one file per frame."""
     console = Console(stderr=True)
     parallel = pop_parallel(parallel_params)
     if list_types:
@@ -140,6 +150,12 @@ def degrade(
         return
     if src is None:
         raise click.UsageError("SRC is required (or --preview IMAGE, or --list)")
+    if as_video or holds_videos(src):
+        if tile:
+            raise click.UsageError("--tile degrades large images, not videos")
+        _degrade_videos(src, output, kinds, parallel, torch_device, console, masks_dir=masks_dir, level=level,
+                        seed=seed, overwrite=overwrite)
+        return
     options = dict(masks_dir=masks_dir, level=level, seed=seed, batch_size=batch_size, overwrite=overwrite, tile=tile)
     run = plan_degrade(src, output, kinds, device=torch_device, **options)
     if not run.jobs and not run.failures:
@@ -168,3 +184,15 @@ def degrade(
         summary = run.run(advance)
     Console().print(_summary_table(summary, output))
     report_failures(ctx, summary.failures, len(run.jobs) + len(run.failures))
+
+
+def _degrade_videos(src: Path, output: Path, kinds: List[str], parallel: Parallel, device: torch.device, console: Console,
+                    **options: Any) -> None:
+    """Every video of SRC (or this shard's), every frame checked before any is written."""
+    if parallel.launched:
+        raise click.UsageError("--gpus/--nnodes split folders of images; split videos with --shard K/N")
+    run = plan_video_degrade(src, output, kinds, device=device, **options).part(parallel.shard)
+    with image_progress(console, transient=False, unit="frames") as progress:
+        task = progress.add_task(f"degrading {len(run.jobs)} videos on {device}", total=run.num_frames)
+        summary = run.run(lambda frames: progress.advance(task, frames))
+    Console().print(_summary_table(summary, output, unit="frames"))

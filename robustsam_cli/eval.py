@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import click
+from click.core import ParameterSource
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table as RichTable
@@ -38,6 +39,7 @@ from core.evaluation.shards import EvalLaunch, EvalPartSummary, eval_worker, pla
 from core.parallel import STATE_DIR, mark_done
 from core.tiling import check_tiling
 
+from .eval_video import eval_video
 from .options import device_option, image_batch_option, image_progress, precision_option, resolve_image_batch
 from .parallel import Parallel, launch, parallel_options, pop_parallel
 
@@ -72,6 +74,11 @@ def rich_table(table: Table, models: list[str], metric: str) -> RichTable:
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N images of each dataset and condition.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("robustsam-eval"), show_default=True,
               help="Folder for results.json, results.md, prompts.json, charts and the resume cache.")
+@click.option("--video", "video", is_flag=True,
+              help="--data holds videos (DAVIS's JPEGImages/480p + Annotations/480p, or `degrade`'s video output): "
+                   "SAM 2 tracks each from its first annotation; J, F and J&F per condition. --model NAME=SAM2_CHECKPOINT.")
+@click.option("--video-prompt", type=click.Choice(("mask", "box")), default="mask", show_default=True,
+              help="[--video] The first frame's prompt per object: its annotated mask, or that mask's box.")
 @device_option()
 @precision_option()
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Prompts decoded at once (full-size masks for each).")
@@ -91,6 +98,8 @@ def eval_command(
     seed: int,
     limit: Optional[int],
     out: Path,
+    video: bool,
+    video_prompt: str,
     device: str,
     precision: str,
     batch_size: int,
@@ -112,6 +121,11 @@ def eval_command(
     console = Console(soft_wrap=True)  # long paths in notes stay on one line
     require_output_dir(out)
     parallel = pop_parallel(parallel_params)
+    if video:
+        named = click.get_current_context().get_parameter_source("models") != ParameterSource.DEFAULT
+        checkpoints = {spec.name: spec.checkpoint for spec in map(ModelSpec.parse, models)} if named else {}
+        eval_video(data, checkpoints, video_prompt, out, resolve_device(device))
+        return
     specs = [ModelSpec.parse(text) for text in models]
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names):

@@ -81,6 +81,7 @@ from .segment import segment  # noqa: E402
 from .serve import serve  # noqa: E402
 from .export import export  # noqa: E402
 from .train import train_command  # noqa: E402
+from .track import track  # noqa: E402
 
-for command in (segment, degrade, eval_command, prior, restore, info, train_command, export, serve):
+for command in (segment, track, degrade, eval_command, prior, restore, info, train_command, export, serve):
     cli.add_command(command)

@@ -126,13 +126,20 @@ def generator_options(names: Sequence[str] = tuple(GENERATOR_OPTIONS), defaults:
 
 
 class ImagesPerSecondColumn(ProgressColumn):
-    """Images per second over the recent samples (of all workers, for a launched job)."""
+    """Images (or another `unit`: frames) per second over the recent samples (of all workers, for a
+    launched job)."""
+
+    def __init__(self, unit: str = "images") -> None:
+        super().__init__()
+        self.unit = unit
 
     def render(self, task: Task) -> Text:
-        return Text(f"{task.speed:.2f} images/s" if task.speed else "- images/s", style="progress.data.speed")
+        rate = f"{task.speed:.2f}" if task.speed else "-"
+        return Text(f"{rate} {self.unit}/s", style="progress.data.speed")
 
 
-def image_progress(console: Console, transient: bool = True) -> Progress:
-    """The progress bar of a run over images: description, bar, done/total, rate, elapsed, remaining."""
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), ImagesPerSecondColumn(),
+def image_progress(console: Console, transient: bool = True, unit: str = "images") -> Progress:
+    """The progress bar of a run over images (or frames): description, bar, done/total, rate,
+    elapsed, remaining."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), ImagesPerSecondColumn(unit),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=transient)

@@ -128,11 +128,12 @@ def tool_prompts(path: Path, data: Any) -> PromptSet:
             raise InputError(f"{path}: image '{image}' is listed twice")
         if not isinstance(entries, list):
             raise InputError(f"{path}: image '{image}': expected a list of prompts, got {type(entries).__name__}")
-        prompts[key] = [_tool_prompt(f"{path}: image '{image}', prompt {index}", entry) for index, entry in enumerate(entries)]
+        prompts[key] = [parse_prompt(f"{path}: image '{image}', prompt {index}", entry) for index, entry in enumerate(entries)]
     return PromptSet(path, prompts, names=names)
 
 
-def _tool_prompt(where: str, entry: Any) -> Prompt:
+def parse_prompt(where: str, entry: Any) -> Prompt:
+    """One prompt object of the tool's JSON ('box' and/or 'points' + 'labels'); InputError starting with `where`."""
     if not isinstance(entry, dict):
         raise InputError(f"{where}: expected an object with 'box' and/or 'points'+'labels', got {type(entry).__name__}")
     unknown = sorted(set(entry) - set(PROMPT_FIELDS))
