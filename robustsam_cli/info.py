@@ -9,7 +9,7 @@ import click
 from rich.table import Table
 
 from core.deploy.weights import read_weights_metadata
-from core.model.checkpoint import summarize_checkpoint
+from core.inference import summarize
 from core.model import MODEL_TYPES
 from core.model.default_model import is_default_name, read_amg_defaults
 
@@ -24,7 +24,7 @@ def info(checkpoint: Path, model_type: Optional[str]) -> None:
     segment-everything settings it carries (CHECKPOINT `default`: the built-in model)."""
     if is_default_name(checkpoint):
         checkpoint = builtin_checkpoint()
-    summary = summarize_checkpoint(checkpoint, model_type)
+    summary = summarize(checkpoint, model_type)
     console = make_console()
     console.print(f"[bold]{summary.path}[/bold]: {summary.model_type}, {summary.kind}")
     console.print(f"parameters: SAM {summary.sam_parameters:,}, robust {summary.robust_parameters:,}")

@@ -14,12 +14,12 @@ from core.evaluation.metrics import (
     batch_pixel_accuracy,
     boundary_iou,
     dice,
-    encode_rle,
     iou,
     mask_ap,
     mask_boundary,
     pixel_accuracy,
 )
+from core.io import encode_rle
 
 
 def _square(size, top, left, side):

@@ -3,7 +3,7 @@ and batch segmentation of image files into mask files."""
 
 from .amg import RobustAutomaticMaskGenerator
 from .glesam_predictor import GleSamPredictor
-from .loading import ModelChoice, make_predictor, open_model, open_predictor
+from .loading import ModelChoice, make_predictor, open_model, open_predictor, summarize
 from .mask_writers import MaskRecord, MaskWriter, make_writers
 from .predictor import RobustPredictor
 from .segment import SegmentSummary, segment
@@ -21,6 +21,7 @@ __all__ = [
     "make_predictor",
     "open_model",
     "open_predictor",
+    "summarize",
     "make_writers",
     "remove_small_regions",
     "segment",

@@ -64,7 +64,7 @@ def automatic_mask_generator(predictor: Any, **options: Any) -> Any:
     """The segment-everything generator for `predictor`: SAM 2's (core.sam2.Sam2AutomaticMaskGenerator) for a
     SAM 2 predictor, else RobustAutomaticMaskGenerator; `options` are the generators' shared arguments."""
     if getattr(predictor, "backbone", "sam") == "sam2":
-        from ..sam2.amg import Sam2AutomaticMaskGenerator
+        from .sam2_amg import Sam2AutomaticMaskGenerator
 
         return Sam2AutomaticMaskGenerator(predictor, **options)
     # SAM's generator reads only `img_size` from its model: the predictor's `model` serves.

@@ -23,7 +23,15 @@ import torch
 from ..device import resolve_device
 from ..errors import CheckpointError
 from ..model.build import build_robustsam
-from ..model.checkpoint import SAFETENSORS_SUFFIX, is_glesam_checkpoint, is_sam2_state, load_torch_file, read_state_dict
+from ..model.checkpoint import (
+    SAFETENSORS_SUFFIX,
+    CheckpointSummary,
+    is_glesam_checkpoint,
+    is_sam2_state,
+    load_torch_file,
+    read_state_dict,
+    summarize_checkpoint,
+)
 from ..model.robustsam import RobustSam
 from ..model.config import MODEL_CONFIGS
 from ..model.sam2_config import is_sam2_type
@@ -111,6 +119,18 @@ def _open_sam2(path: Path, state: Optional[dict[str, torch.Tensor]], sam_checkpo
     if sam_checkpoint is not None:
         state = {**read_state_dict(sam_checkpoint), **state}
     return load_sam2(path, model_type, state=state, device=device)
+
+
+def summarize(checkpoint: str | os.PathLike, model_type: Optional[str] = None) -> CheckpointSummary:
+    """`core.model.summarize_checkpoint` for any RobustSAM, SAM or SAM 2 checkpoint (SAM 2 through `core.sam2`)."""
+    state = read_state_dict(checkpoint)
+    if not is_sam2_state(state):
+        return summarize_checkpoint(checkpoint, model_type)
+    try:
+        from ..sam2.build import summarize_sam2_state
+    except ImportError:
+        raise CheckpointError(f"{checkpoint}: a SAM 2 checkpoint; reading it needs the sam2 package: {SAM2_EXTRA}") from None
+    return summarize_sam2_state(state, checkpoint, model_type)
 
 
 @dataclass(frozen=True)

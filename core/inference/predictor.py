@@ -10,10 +10,9 @@ import numpy as np
 import torch
 from segment_anything import SamPredictor
 
+from ..device import PRECISIONS, check_precision, precision_autocast
 from ..model.robustsam import RobustSam
 
-_AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-PRECISIONS = tuple(_AUTOCAST_DTYPES)
 # Prompts decoded together on a CPU. The decoder's per-prompt activations, (4096, 256) per
 # transformer step and (32, 256, 256) mask features, fall out of the cache in larger batches:
 # on the 2-core reference machine 2 at a time cost 124 ms per robust prompt, 10 at a time 147.
@@ -36,20 +35,6 @@ def _own_copy(batch: torch.Tensor, index: int) -> torch.Tensor:
     """Image `index` of a (B, C, h, w) batch as a float32 (1, C, h, w) contiguous tensor of its own:
     convolutions round differently (~1e-6) on a view into a batch or on another memory layout."""
     return batch[index : index + 1].float().clone(memory_format=torch.contiguous_format)
-
-
-def check_precision(precision: str) -> None:
-    """Raises ValueError unless `precision` is 'fp32', 'bf16' or 'fp16'."""
-    if precision not in _AUTOCAST_DTYPES:
-        raise ValueError(f"precision must be one of {', '.join(_AUTOCAST_DTYPES)}, not {precision!r}")
-
-
-def precision_autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """The autocast context of a predictor's `precision` on `device` (none for 'fp32')."""
-    dtype = _AUTOCAST_DTYPES[precision]
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 class RobustPredictor(SamPredictor):

@@ -238,11 +238,7 @@ def summarize_checkpoint(path: str | os.PathLike, model_type: Optional[str] = No
     """Reads `path` and counts its parameters (batch-norm statistics excluded) per module."""
     state = read_state_dict(path)
     if is_sam2_state(state):
-        try:
-            from ..sam2.build import summarize_sam2_state
-        except ImportError:
-            raise CheckpointError(f"{path}: a SAM 2 checkpoint; reading it needs the sam2 extra") from None
-        return summarize_sam2_state(state, path, model_type)
+        raise CheckpointError(f"{path}: a SAM 2 checkpoint; core.inference.summarize reads it")
     model_type = model_type or infer_model_type(state, path)
     _check_fits(state, model_type, path)
     modules: dict[str, int] = {}

@@ -11,7 +11,7 @@ import torch
 from PIL.Image import Image
 from sam2.sam2_image_predictor import SAM2ImagePredictor
 
-from ..inference.predictor import check_precision, precision_autocast
+from ..device import check_precision, precision_autocast
 from ..model.backbone import ImageEncoding
 from .model import RobustSam2
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
 
-from ..inference.amg import RobustAutomaticMaskGenerator
-from .predictor import Sam2Predictor
+from ..sam2.predictor import Sam2Predictor
+from .amg import RobustAutomaticMaskGenerator
 
 
 class Sam2AutomaticMaskGenerator(SAM2AutomaticMaskGenerator):
