@@ -338,8 +338,8 @@ class GleSamTrainer(TrainingRun):
         next one), the guidance update on every iteration; both schedules step every iteration."""
         batch, degraded = self.batch(self.step)
         sam, enhancer = self.model.sam, self.model.enhancer
-        low = self.model.encode(model_input(sam, degraded))
-        high = self.model.encode(model_input(sam, batch.clear))
+        low = self.model.encode(sam.normalize_images(degraded))
+        high = self.model.encode(sam.normalize_images(batch.clear))
         if self.step % GENERATOR_EVERY == 0:
             for parameter in self.guidance_parameters:  # the generator's loss reaches no guidance weight
                 parameter.requires_grad_(False)

@@ -14,6 +14,7 @@ import glob
 import os
 import time
 from collections import defaultdict
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
