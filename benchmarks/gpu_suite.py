@@ -15,7 +15,8 @@ On the first CUDA device, in this order (the rows that matter most come first, s
      warm-up untimed), the best image batch of every model and path (doubling while images/s gains
      >= 5%: the predictors' `set_image_batch` where they have it, else the stacked images encoded
      through the model as set_image does), then the other models compiled;
-  7. SAM 2 rows: absent until the SAM 2 backbone lands.
+  7. SAM 2 / 2.1 (Hiera-T and Hiera-L, synthetic weights of the real key names): our robust path, our
+     SAM 2 path and sam2's own SAM2ImagePredictor, images/s of set_image and prompts/s of decoding.
 Each row records peak GPU memory (torch.cuda.max_memory_allocated, reset per row; the row's model
 weights included, one model on the device at a time); an out-of-memory row is recorded as absent and
 the suite goes on. Timed calls follow warm-up calls and end with a device synchronisation. Writes gpu_suite.json and gpu_suite.md (a table for
@@ -78,7 +79,7 @@ PROMPTS = 16  # boxes decoded together: segment's --prompt-batch default
 BATCH_GAIN = 1.05  # the batch search doubles while images/s grows by at least this factor
 PAPER_ROBUST_FPS, PAPER_SAM_FPS = 2.80, 2.90  # RobustSAM's paper, its GPU (memory figures fit ViT-L)
 TARGET_SPEEDUP, TARGET_TIME_RATIO = 3.0, 1.1
-SAM2_ABSENT = "the SAM 2 backbone (issue 26) is not in this tree yet"
+SAM2_PATHS = ("robust", "sam", "SAM2ImagePredictor")
 
 
 @dataclass(frozen=True)
@@ -103,19 +104,23 @@ class Plan:
     segment_size: int
     segment_precision: str
     segment_checkpoint: str  # "synthetic vit_b", or a checkpoint name segment takes ("default")
+    sam2_models: tuple[str, ...]
+    sam2_size: int  # SAM 2's input side (1024 released)
+    sam2_precisions: tuple[str, ...]
 
 
 FULL = Plan(models=("vit_b", "vit_l", "vit_h"), precisions=PRECISIONS, image_shape=(768, 1024), repeats=10, timed_s=3.0,
             warmups=2, max_batch=32, late_precisions=("bf16", "fp16", "fp32"), compile_backend="inductor",
             compile_reserve_s=120.0, anchor_model="vit_l", glesam_model="vit_b",
             glesam_unet="sd21", glesam_precisions=("bf16", "fp32"), segment_images=300, segment_size=1024,
-            segment_precision="bf16", segment_checkpoint="synthetic vit_b")
+            segment_precision="bf16", segment_checkpoint="synthetic vit_b",
+            sam2_models=("sam2.1_hiera_t", "sam2.1_hiera_l"), sam2_size=1024, sam2_precisions=("bf16", "fp32"))
 # CPUs run bf16 and fp16 slowly: beyond the bf16 batch-1 rows (the anchor's), the dry run stays in fp32.
 QUICK = Plan(models=("vit_micro",), precisions=("fp32", "bf16"), image_shape=(96, 128), repeats=2, timed_s=1.0,
              warmups=1, max_batch=4, late_precisions=("fp32",), compile_backend="eager",
              compile_reserve_s=0.0, anchor_model="vit_micro", glesam_model="vit_micro", glesam_unet="small",
              glesam_precisions=("fp32",), segment_images=2, segment_size=128, segment_precision="fp32",
-             segment_checkpoint="default")
+             segment_checkpoint="default", sam2_models=("sam2.1_hiera_t",), sam2_size=128, sam2_precisions=("fp32",))
 
 
 class Budget:
@@ -209,6 +214,42 @@ def image_batch(path: str, model: RobustSam, precision: str, batch: int, plan: P
     with context():
         images_per_s, warmup_s = rate(run, batch, model.device, plan, plan.warmups)
     return {"images_per_s": images_per_s, "warmup_s": warmup_s, "how": how}
+
+
+def sam2_predictor(model_type: str, path: str, precision: str, size: int, device: torch.device) -> tuple[Any, Callable[[], contextlib.AbstractContextManager]]:
+    """A SAM 2 predictor of `path` on synthetic weights of `model_type`'s real key names: ours (robust or
+    SAM 2 path, autocasting itself) or sam2's SAM2ImagePredictor under the same autocast from outside."""
+    from sam2.build_sam import build_sam2
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+    from core.model.synthetic_weights import synthetic_state_dict
+    from core.sam2 import Sam2Predictor, build_sam2_model, get_sam2_config, is_sam2_robust_key
+
+    model = build_sam2_model(model_type, image_size=size)
+    state = dict(synthetic_state_dict({key: value.shape for key, value in model.state_dict().items()}))
+    if path != "SAM2ImagePredictor":
+        model.load_state_dict(state)
+        return Sam2Predictor(model.to(device).eval(), robust=path == "robust", precision=precision), contextlib.nullcontext
+    del model
+    reference = build_sam2(get_sam2_config(model_type).config_file, None, device=str(device),
+                           hydra_overrides_extra=[f"++model.image_size={size}"])
+    reference.load_state_dict({key: value for key, value in state.items() if not is_sam2_robust_key(key)})
+    predictor = SAM2ImagePredictor(reference)
+    predictor._bb_feat_sizes = [(size // 4, size // 4), (size // 8, size // 8), (size // 16, size // 16)]  # it assumes 1024
+    return predictor, lambda: autocast(device, precision)
+
+
+def sam2_single_image(model_type: str, path: str, precision: str, plan: Plan, device: torch.device) -> dict[str, float]:
+    """images/s of set_image and prompts/s of decoding PROMPTS boxes (pixels of the image) with SAM 2."""
+    predictor, context = sam2_predictor(model_type, path, precision, plan.sam2_size, device)
+    image = test_image(*plan.image_shape)
+    h, w = image.shape[:2]
+    corners = np.sort(np.random.default_rng(PROMPTS).uniform(0, 1, (PROMPTS, 2, 2)), axis=1) * np.array([w, h])
+    with context(), torch.inference_mode():
+        images_per_s, warmup_s = rate(lambda: predictor.set_image(image), 1, device, plan, plan.warmups)
+        prompts_per_s, _ = rate(lambda: predictor.predict(box=corners.reshape(PROMPTS, 4), multimask_output=False),
+                                PROMPTS, device, plan, 1)
+    return {"images_per_s": images_per_s, "prompts_per_s": prompts_per_s, "warmup_s": warmup_s}
 
 
 @contextlib.contextmanager
@@ -523,10 +564,11 @@ def suite(plan: Plan, device: torch.device, budget: Budget, work: Path, rows: li
                 best_batch_rows(rows, budget, device, {"kind": "set_image", "model": model_type, "path": path, "precision": precision},
                                 lambda batch: image_batch(path, model(model_type), precision, batch, plan), plan)
         compiled_rows(rows, budget, device, plan, model, anchor_first[1:], precision)
-    for model_type in ("sam2 tiny", "sam2 large"):
-        rows.append({"kind": "set_image", "model": model_type, "path": "robust / SAM2ImagePredictor", "precision": None,
-                     "batch": 1, "compiled": False, "status": "absent", "reason": SAM2_ABSENT})
-        print(row_line(rows[-1]), flush=True)
+    for model_type in plan.sam2_models:
+        for precision in plan.sam2_precisions:
+            for path in SAM2_PATHS:
+                run_row(rows, budget, device, {"kind": "set_image", "model": model_type, "path": path, "precision": precision, "batch": 1},
+                        lambda: sam2_single_image(model_type, path, precision, plan, device))
 
 
 # ---- reporting ------------------------------------------------------------------------------------
