@@ -69,4 +69,3 @@ def automatic_mask_generator(predictor: Any, **options: Any) -> Any:
         return Sam2AutomaticMaskGenerator(predictor, **options)
     # SAM's generator reads only `img_size` from its model: the predictor's `model` serves.
     return RobustAutomaticMaskGenerator(predictor.model, predictor=predictor, **options)
-

@@ -187,4 +187,3 @@ class YoloWriter(_OutlineWriter):
             *(f"  {category - 1}: {category_name(category)}" for category in categories if category >= 1),
         ]
         write_if_changed(self.output_dir / YOLO_DATA_NAME, "\n".join(lines) + "\n")
-

@@ -245,4 +245,3 @@ class RobustPredictor(SamPredictor):
         super().reset_image()
         self.early_features: Optional[torch.Tensor] = None
         self.robust_features: Optional[torch.Tensor] = None
-

@@ -97,4 +97,3 @@ class RobustMaskDecoder(RobustHead, MaskDecoder):
             return_features=False,
         )
         return out.select(multimask_output)
-
