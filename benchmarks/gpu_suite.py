@@ -532,22 +532,29 @@ def compiled_rows(rows: list[dict], budget: Budget, device: torch.device, plan: 
                                            "batch": 1, "compiled": plan.compile_backend}, compiled, plan.compile_reserve_s)
 
 
-def suite(plan: Plan, device: torch.device, budget: Budget, work: Path, rows: list[dict]) -> None:
-    """Appends every row to `rows`, most important first."""
+SECTIONS = ("tests", "agreement", "sam", "segment", "glesam", "late", "sam2")
+
+
+def suite(plan: Plan, device: torch.device, budget: Budget, work: Path, rows: list[dict],
+          sections: tuple[str, ...] = SECTIONS) -> None:
+    """Appends the rows of `sections` (in SECTIONS' order, most important first) to `rows`."""
     model = ResidentModels(device)
-    run_row(rows, budget, device, {"kind": "cuda tests"}, lambda: cuda_tests(budget))
-    run_row(rows, budget, device, {"kind": "cuda vs cpu", "model": plan.models[0]},
-            lambda: device_agreement(plan.models[0], device, plan))
-    for model_type in plan.models:
+    if "tests" in sections:
+        run_row(rows, budget, device, {"kind": "cuda tests"}, lambda: cuda_tests(budget))
+    if "agreement" in sections:
+        run_row(rows, budget, device, {"kind": "cuda vs cpu", "model": plan.models[0]},
+                lambda: device_agreement(plan.models[0], device, plan))
+    for model_type in plan.models if "sam" in sections else ():
         for precision in plan.precisions:
             for path in PATHS:
                 run_row(rows, budget, device, {"kind": "set_image", "model": model_type, "path": path, "precision": precision,
                                                "batch": 1}, lambda: single_image(path, model(model_type), precision, plan, plan.warmups))
-    run_row(rows, budget, device, {"kind": "segment", "model": "vit_b" if plan.segment_checkpoint == "synthetic vit_b"
-                                   else plan.segment_checkpoint, "path": "robust", "precision": plan.segment_precision},
-            lambda: segment_end_to_end(work, device, plan, budget))
+    if "segment" in sections:
+        run_row(rows, budget, device, {"kind": "segment", "model": "vit_b" if plan.segment_checkpoint == "synthetic vit_b"
+                                       else plan.segment_checkpoint, "path": "robust", "precision": plan.segment_precision},
+                lambda: segment_end_to_end(work, device, plan, budget))
     step: list[torch.nn.Module] = []  # the enhancer, built once for every GleSAM row
-    for precision in plan.glesam_precisions:
+    for precision in plan.glesam_precisions if "glesam" in sections else ():
         def glesam() -> dict[str, Any]:
             sam = model(plan.glesam_model)
             if not step:
@@ -557,14 +564,14 @@ def suite(plan: Plan, device: torch.device, budget: Budget, work: Path, rows: li
                                        "precision": precision, "batch": 1}, glesam)
     step.clear()  # off the device before the next rows
     anchor_first = sorted(plan.models, key=lambda name: name != plan.anchor_model)
-    for precision in plan.late_precisions:  # compiling the anchor model, batches, compiling the others
+    for precision in plan.late_precisions if "late" in sections else ():  # compiling the anchor model, batches, compiling the others
         compiled_rows(rows, budget, device, plan, model, anchor_first[:1], precision)
         for model_type in plan.models:
             for path in PATHS:
                 best_batch_rows(rows, budget, device, {"kind": "set_image", "model": model_type, "path": path, "precision": precision},
                                 lambda batch: image_batch(path, model(model_type), precision, batch, plan), plan)
         compiled_rows(rows, budget, device, plan, model, anchor_first[1:], precision)
-    for model_type in plan.sam2_models:
+    for model_type in plan.sam2_models if "sam2" in sections else ():
         for precision in plan.sam2_precisions:
             for path in SAM2_PATHS:
                 run_row(rows, budget, device, {"kind": "set_image", "model": model_type, "path": path, "precision": precision, "batch": 1},
@@ -678,6 +685,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--budget-s", type=float, default=480.0, help="No new row starts after this many seconds.")
     parser.add_argument("--device", default="cuda", help="cuda (the first CUDA device), cuda:N, or cpu.")
     parser.add_argument("--quick", action="store_true", help="The dry run: vit_micro, the built-in model, small sizes.")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"Comma-separated subset of {','.join(SECTIONS)} (default: all), e.g. to finish a spent run.")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -685,6 +694,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     if device.type not in ("cuda", "cpu"):
         print(f"Error: --device {args.device}: the suite runs on cuda or cpu", file=sys.stderr)
+        return 2
+    sections = tuple(name.strip() for name in args.sections.split(",") if name.strip())
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown or not sections:
+        print(f"Error: --sections {args.sections}: choose from {','.join(SECTIONS)}", file=sys.stderr)
         return 2
     plan = QUICK if args.quick else FULL
     if args.quick:  # tiny ops on a shared CPU: one thread is many times faster (children inherit it)
@@ -703,7 +717,7 @@ def main(argv: Optional[list[str]] = None) -> int:
               "tf32_cudnn": torch.backends.cudnn.allow_tf32, "rows": rows}
     try:
         with tempfile.TemporaryDirectory(prefix="gpu-suite-") as work:
-            suite(plan, device, budget, Path(work), rows)
+            suite(plan, device, budget, Path(work), rows, sections)
     finally:  # an interrupted run still writes every row it has
         report.update(elapsed_s=time.monotonic() - started, anchor=anchors(rows, plan))
         write(args.out, report)
