@@ -63,6 +63,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_glesam import enhancer  # noqa: E402
 from bench_predictor import boxes, segment_anything_sam, synchronize, synthetic_model, test_image  # noqa: E402
+from bench_sam2 import prompt_boxes, sam2_predictor  # noqa: E402
 from segment_anything import SamPredictor  # noqa: E402
 
 from core import RobustPredictor, RobustSam  # noqa: E402
@@ -216,39 +217,14 @@ def image_batch(path: str, model: RobustSam, precision: str, batch: int, plan: P
     return {"images_per_s": images_per_s, "warmup_s": warmup_s, "how": how}
 
 
-def sam2_predictor(model_type: str, path: str, precision: str, size: int, device: torch.device) -> tuple[Any, Callable[[], contextlib.AbstractContextManager]]:
-    """A SAM 2 predictor of `path` on synthetic weights of `model_type`'s real key names: ours (robust or
-    SAM 2 path, autocasting itself) or sam2's SAM2ImagePredictor under the same autocast from outside."""
-    from sam2.build_sam import build_sam2
-    from sam2.sam2_image_predictor import SAM2ImagePredictor
-
-    from core.model.synthetic_weights import synthetic_state_dict
-    from core.sam2 import Sam2Predictor, build_sam2_model, get_sam2_config, is_sam2_robust_key
-
-    model = build_sam2_model(model_type, image_size=size)
-    state = dict(synthetic_state_dict({key: value.shape for key, value in model.state_dict().items()}))
-    if path != "SAM2ImagePredictor":
-        model.load_state_dict(state)
-        return Sam2Predictor(model.to(device).eval(), robust=path == "robust", precision=precision), contextlib.nullcontext
-    del model
-    reference = build_sam2(get_sam2_config(model_type).config_file, None, device=str(device),
-                           hydra_overrides_extra=[f"++model.image_size={size}"])
-    reference.load_state_dict({key: value for key, value in state.items() if not is_sam2_robust_key(key)})
-    predictor = SAM2ImagePredictor(reference)
-    predictor._bb_feat_sizes = [(size // 4, size // 4), (size // 8, size // 8), (size // 16, size // 16)]  # it assumes 1024
-    return predictor, lambda: autocast(device, precision)
-
-
 def sam2_single_image(model_type: str, path: str, precision: str, plan: Plan, device: torch.device) -> dict[str, float]:
     """images/s of set_image and prompts/s of decoding PROMPTS boxes (pixels of the image) with SAM 2."""
     predictor, context = sam2_predictor(model_type, path, precision, plan.sam2_size, device)
     image = test_image(*plan.image_shape)
-    h, w = image.shape[:2]
-    corners = np.sort(np.random.default_rng(PROMPTS).uniform(0, 1, (PROMPTS, 2, 2)), axis=1) * np.array([w, h])
+    corners = prompt_boxes(image, PROMPTS)
     with context(), torch.inference_mode():
         images_per_s, warmup_s = rate(lambda: predictor.set_image(image), 1, device, plan, plan.warmups)
-        prompts_per_s, _ = rate(lambda: predictor.predict(box=corners.reshape(PROMPTS, 4), multimask_output=False),
-                                PROMPTS, device, plan, 1)
+        prompts_per_s, _ = rate(lambda: predictor.predict(box=corners, multimask_output=False), PROMPTS, device, plan, 1)
     return {"images_per_s": images_per_s, "prompts_per_s": prompts_per_s, "warmup_s": warmup_s}
 
 

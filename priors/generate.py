@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from core.io import atomic_path
-from core.inference.amg import RobustAutomaticMaskGenerator
+from core.inference.amg import automatic_mask_generator
 from core.inference.loading import make_predictor
 from core.inference.predictor import RobustPredictor
 from core.model.robustsam import RobustSam
@@ -20,6 +20,7 @@ from .encoding import gray_coded_map, masks_from_records, segment_partition
 
 if TYPE_CHECKING:
     from core.glesam import GleSam
+    from core.sam2 import RobustSam2
 
 # The deblurring work's generator settings (SAM's defaults): no crops, no minimum region area.
 PRIOR_GENERATOR_DEFAULTS: dict[str, Any] = {
@@ -45,8 +46,9 @@ class Prior:
 
 
 class _FeatureKeeper:
-    """The predictor as SAM's generator sees it: every attribute is the wrapped predictor's, except that
-    `reset_image` (which the generator calls after each image) first keeps its embedding and early feature."""
+    """The predictor as the generator sees it: every attribute is the wrapped predictor's, except that
+    the reset the generator calls after each image (SAM's `reset_image`, SAM 2's `reset_predictor`)
+    first keeps its embedding and early feature."""
 
     def __init__(self, predictor: RobustPredictor) -> None:
         self.predictor = predictor
@@ -55,24 +57,34 @@ class _FeatureKeeper:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.predictor, name)
 
-    def reset_image(self) -> None:
+    def _keep(self) -> None:
         if self.predictor.is_image_set:
             self.kept = (self.predictor.features, self.predictor.early_features)
+
+    def reset_image(self) -> None:
+        self._keep()
         self.predictor.reset_image()
+
+    def reset_predictor(self) -> None:
+        self._keep()
+        self.predictor.reset_predictor()
 
 
 class PriorGenerator:
     """Runs automatic mask generation on degraded images and encodes the masks as priors.
 
-    `model`: a RobustSam, or a GleSam (`core.inference.open_model` opens either); robust: RobustSAM's
-    path (True) or SAM's (False), ignored for GleSAM. `generator_kwargs` override
-    PRIOR_GENERATOR_DEFAULTS (any SamAutomaticMaskGenerator argument; min_mask_region_area needs no OpenCV).
+    `model`: a RobustSam, a GleSam or a RobustSam2 (`core.inference.open_model` opens each); robust:
+    RobustSAM's path (True) or SAM's / SAM 2's (False), ignored for GleSAM. The generator is the
+    predictor's own (`core.inference.automatic_mask_generator`: SAM's, or SAM 2's on a SAM 2 model).
+    `generator_kwargs` override PRIOR_GENERATOR_DEFAULTS (any argument the generators share;
+    min_mask_region_area needs no OpenCV).
     """
 
-    def __init__(self, model: RobustSam | GleSam, robust: bool = True, precision: str = "fp32", **generator_kwargs: Any) -> None:
+    def __init__(self, model: RobustSam | GleSam | RobustSam2, robust: bool = True, precision: str = "fp32",
+                 **generator_kwargs: Any) -> None:
         settings = {**PRIOR_GENERATOR_DEFAULTS, **generator_kwargs}
         predictor = _FeatureKeeper(make_predictor(model, robust=robust, precision=precision))
-        self.generator = RobustAutomaticMaskGenerator(predictor.model, predictor=predictor, **settings)
+        self.generator = automatic_mask_generator(predictor, **settings)
 
     @property
     def predictor(self) -> RobustPredictor:

@@ -7,7 +7,7 @@ from typing import Any
 
 from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
 
-from ..sam2.predictor import Sam2Predictor
+from ..sam2.predictor import Sam2Predictor, quiet_jit_script
 from .amg import RobustAutomaticMaskGenerator
 
 
@@ -17,7 +17,8 @@ class Sam2AutomaticMaskGenerator(SAM2AutomaticMaskGenerator):
     def __init__(self, predictor: Sam2Predictor, **kwargs: Any) -> None:
         # sam2's __init__ imports cv2 when min_mask_region_area > 0; set it after instead.
         min_area = kwargs.pop("min_mask_region_area", 0)
-        super().__init__(predictor.model, **kwargs)
+        with quiet_jit_script():  # sam2's __init__ builds a SAM2ImagePredictor of its own, replaced below
+            super().__init__(predictor.model, **kwargs)
         self.min_mask_region_area = min_area
         self.predictor = predictor
 

@@ -3,8 +3,9 @@ RobustSAM2, robust path by default; with `robust=False` it is SAM 2 itself."""
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from typing import Optional, Sequence, Union
+from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -14,6 +15,15 @@ from sam2.sam2_image_predictor import SAM2ImagePredictor
 from ..device import check_precision, precision_autocast
 from ..model.backbone import ImageEncoding
 from .model import RobustSam2
+
+
+@contextlib.contextmanager
+def quiet_jit_script() -> Iterator[None]:
+    """Silences torch's deprecation warning of `torch.jit.script`, which sam2's SAM2Transforms calls (when a
+    SAM2ImagePredictor is built) and torch 2.10+ deprecates: not the user's concern."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", FutureWarning)
+        yield
 
 
 class Sam2PromptTransform:
@@ -59,9 +69,7 @@ class Sam2Predictor(SAM2ImagePredictor):
 
     def __init__(self, model: RobustSam2, robust: bool = True, precision: str = "fp32") -> None:
         check_precision(precision)
-        with warnings.catch_warnings():
-            # SAM2Transforms scripts its resize with torch.jit, which torch 2.10+ deprecates: not the user's concern.
-            warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", FutureWarning)
+        with quiet_jit_script():
             super().__init__(model, mask_threshold=model.mask_threshold)
         self.robust = robust
         self.precision = precision
@@ -71,10 +79,14 @@ class Sam2Predictor(SAM2ImagePredictor):
         self.input_size = (size, size)
         self.encoding: Optional[ImageEncoding] = None
         self.robust_features: Optional[torch.Tensor] = None
+        # The images of the last set_image_batch and their encoding, robust features and sizes.
+        self._batch_images: list[np.ndarray] = []
+        self._batch: Optional[tuple[ImageEncoding, Optional[torch.Tensor], list[tuple[int, int]]]] = None
 
     @torch.inference_mode()
     def set_image(self, image: Union[np.ndarray, Image], image_format: str = "RGB") -> None:
-        """Encodes one RGB image (H, W, 3) uint8 array or PIL image (`image_format='BGR'` flips an array)."""
+        """Encodes one RGB image (H, W, 3) uint8 array or PIL image (`image_format='BGR'` flips an array).
+        An image of the last `set_image_batch` takes its encoding from there."""
         if isinstance(image, np.ndarray):
             if image_format == "BGR":
                 image = np.ascontiguousarray(image[..., ::-1])
@@ -84,26 +96,52 @@ class Sam2Predictor(SAM2ImagePredictor):
         else:
             raise TypeError(f"set_image takes an (H, W, 3) array or a PIL image, not {type(image).__name__}")
         self.reset_image()
-        self._encode(self._transforms(image)[None].to(self.device), [tuple(size)])
+        index = self._batch_index(image)
+        if index is None:
+            self._encode(self._transforms(image)[None].to(self.device), [tuple(size)])
+            return
+        encoding, robust_features, sizes = self._batch
+        one = slice(index, index + 1)
+        self._use(encoding.select(one), None if robust_features is None else robust_features[one], [sizes[index]])
+
+    def _batch_index(self, image: Union[np.ndarray, Image]) -> Optional[int]:
+        """The position of `image` among the images of the last set_image_batch, or None."""
+        if not isinstance(image, np.ndarray):
+            return None
+        for index, batch_image in enumerate(self._batch_images):
+            if batch_image.shape == image.shape and np.array_equal(batch_image, image):
+                return index
+        return None
 
     @torch.inference_mode()
     def set_image_batch(self, image_list: list[np.ndarray]) -> None:
-        """Encodes a list of RGB (H, W, 3) arrays together, for `predict_batch`."""
+        """Encodes a list of RGB (H, W, 3) arrays together, for `predict_batch`. Afterwards `set_image` of one
+        of them takes its encoding instead of encoding it again (code written one image at a time, like the
+        automatic mask generator, runs on the batch)."""
         if not isinstance(image_list, list) or not all(isinstance(image, np.ndarray) for image in image_list):
             raise TypeError("set_image_batch takes a list of (H, W, 3) arrays")
         self.reset_image()
+        self._batch_images, self._batch = [], None
         self._encode(self._transforms.forward_batch(image_list).to(self.device), [image.shape[:2] for image in image_list])
+        self._batch_images = list(image_list)
+        self._batch = (self.encoding, self.robust_features, self._orig_hw)
         self._is_batch = True
 
     def _encode(self, images: torch.Tensor, sizes: list[tuple[int, int]]) -> None:
         with precision_autocast(self.device, self.precision):
             encoding = self.model.encode_images(images).float()
-        self.encoding = encoding
-        self._features = {"image_embed": encoding.embedding, "high_res_feats": list(encoding.high_res)}
-        self._orig_hw = sizes
+        robust_features = None
         if self.robust:
             with precision_autocast(self.device, self.precision):
-                self.robust_features = self.model.decoder.image_feature(encoding.embedding, encoding.early).float()
+                robust_features = self.model.decoder.image_feature(encoding.embedding, encoding.early).float()
+        self._use(encoding, robust_features, sizes)
+
+    def _use(self, encoding: ImageEncoding, robust_features: Optional[torch.Tensor], sizes: list[tuple[int, int]]) -> None:
+        """Makes `encoding` (and its robust features) the current image(s), of original sizes `sizes`."""
+        self.encoding = encoding
+        self.robust_features = robust_features
+        self._features = {"image_embed": encoding.embedding, "high_res_feats": list(encoding.high_res)}
+        self._orig_hw = sizes
         self._is_image_set = True
 
     @torch.inference_mode()
