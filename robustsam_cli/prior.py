@@ -1,4 +1,4 @@
-"""`robustsam prior`: SAM / RobustSAM masks of degraded images as restoration priors."""
+"""`robustsam prior`: SAM / RobustSAM (or SAM 2 / RobustSAM2) masks of degraded images as restoration priors."""
 
 from __future__ import annotations
 
