@@ -41,9 +41,11 @@ def _replay_commands(folder: Path, checkpoint: str, sam_checkpoint: Optional[Pat
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0: any free port.")
 @click.option("--token", help="Required on every API call (header 'Authorization: Bearer TOKEN'); generated when --host is not loopback.")
 @click.option("--cache-mb", type=click.IntRange(min=0), default=1024, show_default=True, help="Memory for cached image embeddings.")
+@click.option("--max-megapixels", type=click.FloatRange(min=0, min_open=True), default=100.0, show_default=True,
+              help="Larger images are refused (HTTP 413) before they are decoded.")
 def serve(folder: Path, output: Optional[Path], checkpoint: Optional[Path], sam_checkpoint: Optional[Path], model_type: Optional[str],
           glesam: Optional[Path], device: str, precision: str, recursive: bool, host: str, port: int, token: Optional[str],
-          cache_mb: int) -> None:
+          cache_mb: int, max_megapixels: float) -> None:
     """Serve a page to prompt RobustSAM, SAM and GleSAM side by side on the images in FOLDER.
 
     \b
@@ -70,7 +72,8 @@ def serve(folder: Path, output: Optional[Path], checkpoint: Optional[Path], sam_
     try:
         bench = open_workbench(folder, checkpoint_path, sam_checkpoint=named_checkpoint(sam_checkpoint), model_type=model_type,
                                glesam_checkpoint=glesam, device=torch_device, precision=precision, out=output,
-                               cache_bytes=cache_mb << 20, recursive=recursive)
+                               cache_bytes=cache_mb << 20, recursive=recursive,
+                               max_pixels=int(max_megapixels * 1e6))
     except BaseException:
         sock.close()
         raise

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from core.errors import InputError
 
 from .api import make_router
-from .images import ImageNotFound
+from .images import ImageNotFound, ImageTooLarge
 from .workbench import SaveRefused, Workbench
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -59,6 +59,9 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def refused(request: Request, exc: Exception) -> JSONResponse:
         return error(409, str(exc))
 
+    async def too_large(request: Request, exc: Exception) -> JSONResponse:
+        return error(413, str(exc))
+
     async def internal(request: Request, exc: Exception) -> JSONResponse:
         return error(500, f"internal error ({type(exc).__name__})")
 
@@ -67,6 +70,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InputError, bad_input)
     app.add_exception_handler(ImageNotFound, not_found)
     app.add_exception_handler(SaveRefused, refused)
+    app.add_exception_handler(ImageTooLarge, too_large)
     app.add_exception_handler(Exception, internal)
 
 

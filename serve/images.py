@@ -16,7 +16,7 @@ from typing import Optional
 import numpy as np
 
 from core.data.datasets import is_image_file, list_images
-from core.io import read_image
+from core.io import read_image, read_image_size
 from core.degradations import LEVELS, LQSEG_TYPES, PUBLISHED
 from core.degradations.dataset import file_seed
 from core.degradations.preview import apply, to_tensor, to_uint8
@@ -25,8 +25,16 @@ from core.degradations.preview import apply, to_tensor, to_uint8
 VIEW_KINDS = PUBLISHED + tuple(LQSEG_TYPES)
 
 
+# Decoded RGB plus the float copies a degraded view makes: 100 MP is about 1.5 GB at its peak.
+DEFAULT_MAX_PIXELS = 100_000_000
+
+
 class ImageNotFound(LookupError):
     """A key that names no image under the folder (missing, outside it, or not an image)."""
+
+
+class ImageTooLarge(ValueError):
+    """An image over the server's pixel limit (read from its header, never decoded)."""
 
 
 @dataclass(frozen=True)
@@ -57,11 +65,14 @@ CLEAR = View()
 
 class ImageFolder:
     """The image files under `root` (sub-folders too when `recursive`), keyed by their POSIX path
-    relative to it, leaving out `exclude` (an output folder inside it) and any link leading out."""
+    relative to it, leaving out `exclude` (an output folder inside it) and any link leading out.
+    Images of more than `max_pixels` pixels are refused before they are decoded (None: no limit)."""
 
-    def __init__(self, root: str | os.PathLike, recursive: bool = False, exclude: Optional[str | os.PathLike] = None) -> None:
+    def __init__(self, root: str | os.PathLike, recursive: bool = False, exclude: Optional[str | os.PathLike] = None,
+                 max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> None:
         self.root = Path(root)
         self.recursive = recursive
+        self.max_pixels = max_pixels
         self._real_root = self.root.resolve()
         self._exclude = Path(exclude).resolve() if exclude is not None else None
 
@@ -87,8 +98,14 @@ class ImageFolder:
         return path
 
     def read(self, key: str, view: View = CLEAR) -> np.ndarray:
-        """The (H, W, 3) uint8 image of `key` as `view` shows it; InputError for an unreadable file."""
+        """The (H, W, 3) uint8 image of `key` as `view` shows it; InputError for an unreadable file,
+        ImageTooLarge for one over `max_pixels`."""
         path = self.path(key)
+        if self.max_pixels is not None:
+            height, width = read_image_size(path)
+            if height * width > self.max_pixels:
+                raise ImageTooLarge(f"image '{key}' is {width}x{height}, {height * width:,} pixels: over this server's "
+                                    f"limit of {self.max_pixels:,} (robustsam serve --max-megapixels)")
         image = read_image(path)
         if view.kind is None:
             return image

@@ -27,7 +27,7 @@ from core.model.default_model import read_amg_defaults
 from core.model.robustsam import RobustSam
 
 from .cache import Embedding, EmbeddingCache
-from .images import CLEAR, ImageFolder, ImageNotFound, View
+from .images import CLEAR, DEFAULT_MAX_PIXELS, ImageFolder, ImageNotFound, View
 
 PROMPTS_NAME = "prompts.json"
 MASKS_DIR = "masks"
@@ -184,9 +184,11 @@ def open_workbench(
     out: Optional[str | os.PathLike] = None,
     cache_bytes: int = 1 << 30,
     recursive: bool = False,
+    max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
 ) -> Workbench:
     """A Workbench on `folder`: RobustSAM's and SAM's paths of `checkpoint` (one model in memory),
-    and GleSAM's when `glesam_checkpoint` is given. InputError/CheckpointError naming the file."""
+    and GleSAM's when `glesam_checkpoint` is given; images over `max_pixels` are refused.
+    InputError/CheckpointError naming the file."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{folder}: no such folder")
@@ -203,5 +205,5 @@ def open_workbench(
         if isinstance(glesam, RobustSam):
             raise CheckpointError(f"{glesam_checkpoint}: not a GleSAM checkpoint (a RobustSAM or SAM one goes to --checkpoint)")
         predictors["glesam"] = make_predictor(glesam, precision=precision)
-    return Workbench(ImageFolder(folder, recursive, exclude=out), predictors, out=out, cache_bytes=cache_bytes,
+    return Workbench(ImageFolder(folder, recursive, exclude=out, max_pixels=max_pixels), predictors, out=out, cache_bytes=cache_bytes,
                      generator_options=read_amg_defaults(checkpoint))

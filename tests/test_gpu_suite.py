@@ -117,3 +117,12 @@ def test_batch_search_stops_at_no_gain_or_out_of_memory() -> None:
         gpu_suite.best_batch_rows(rows, gpu_suite.Budget(60), cpu, {"kind": "set_image"}, measure(speeds), plan)
         assert [row["batch"] for row in rows] == batches
         assert [row["batch"] for row in rows if row.get("best_batch")] == [best]
+
+
+def test_sections_run_only_the_named_rows(tmp_path, capsys) -> None:
+    assert gpu_suite.main(["--out", str(tmp_path), "--device", "cpu", "--quick", "--budget-s", "0", "--sections", "sam2,tests"]) == 0
+    kinds = {(row["kind"], row["model"]) for row in json.loads((tmp_path / "gpu_suite.json").read_text())["rows"]}
+    assert kinds == {("cuda tests", None), ("set_image", "sam2.1_hiera_t")}
+    assert gpu_suite.main(["--out", str(tmp_path / "bad"), "--device", "cpu", "--sections", "sam3"]) == 2
+    assert "--sections sam3" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

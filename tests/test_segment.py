@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import threading
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -239,6 +240,43 @@ def test_run_killed_midway_then_resumed_equals_an_uninterrupted_run(model, input
     assert (summary.images, summary.skipped) == (2, 1)
     assert snapshot(tmp_path / "resumed") == snapshot(tmp_path / "whole")
     assert not [path for path in (tmp_path / "resumed").rglob("*") if ".tmp" in path.name]
+
+
+@pytest.mark.parametrize("output_format", ["png", "coco"])
+def test_writing_behind_segmentation_writes_what_the_plain_run_writes(model, inputs, tmp_path: Path, output_format: str) -> None:
+    folder, prompts = inputs
+    results = {}
+    for write_behind in (False, True):
+        run = prepare_run(model, [folder], tmp_path / str(write_behind), prompts=prompts, output_format=output_format, overlay=True)
+        run.write_behind = write_behind
+        seen = []
+        summary = run.run(on_image=lambda result: seen.append((result.job.key, result.masks, result.error)))
+        results[write_behind] = (snapshot(tmp_path / str(write_behind)), seen, summary.images, summary.masks, summary.failures)
+    assert results[True] == results[False]
+    assert [key for key, _, _ in results[True][1]] == ["a.png", "b.png", "c.png"]
+
+
+def test_an_image_is_written_while_the_next_is_segmented(model, inputs, tmp_path: Path, monkeypatch) -> None:
+    folder, prompts = inputs
+    run = prepare_run(model, [folder], tmp_path / "out", prompts=prompts)
+    order = ["a.png", "b.png", "c.png"]
+    started = {key: threading.Event() for key in order}  # segmentation of the image began
+    segment, write = run.segmenter, run.writers[0].write
+    waited = []
+
+    def segment_and_tell(image, image_prompts):
+        next(event for event in started.values() if not event.is_set()).set()
+        return segment(image, image_prompts)
+
+    def write_once_the_next_image_started(job, image, records):
+        if job.key != order[-1]:
+            waited.append((job.key, started[order[order.index(job.key) + 1]].wait(timeout=20)))
+        write(job, image, records)
+
+    run.segmenter = segment_and_tell
+    monkeypatch.setattr(run.writers[0], "write", write_once_the_next_image_started)
+    run.run()
+    assert waited == [("a.png", True), ("b.png", True)]
 
 
 def test_bad_images_and_prompts_fail_alone_with_one_line_each(checkpoint, tmp_path: Path) -> None:

@@ -156,6 +156,22 @@ def test_other_errors_are_json_too(client):
         assert "error" in response.json()
 
 
+def test_an_image_over_the_pixel_limit_is_refused_with_413_before_decoding(folders, monkeypatch):
+    # the example images are 128 x 128 = 16384 pixels
+    bench = workbench(folders[0], None, max_pixels=16383)
+    decoded = []
+    monkeypatch.setattr(serve.images, "read_image", lambda path: decoded.append(path))
+    with running(bench) as server:
+        answers = [httpx.post(server.url + "/api/predict", json={"image": "fog.png", "box": BOX}),
+                   httpx.get(server.url + "/api/image", params={"key": "fog.png"}),
+                   httpx.post(server.url + "/api/everything", json={"image": "fog.png"})]
+    for response in answers:
+        assert response.status_code == 413, response.text
+        assert response.json() == {"error": "image 'fog.png' is 128x128, 16,384 pixels: over this server's limit of 16,383 "
+                                            "(robustsam serve --max-megapixels)"}
+    assert decoded == []
+
+
 def test_an_internal_error_is_json_without_a_traceback(folders, monkeypatch):
     bench = workbench(folders[0], None)
     monkeypatch.setattr(bench, "embed", lambda *args: 1 / 0)

@@ -174,6 +174,21 @@ def test_tiled_cli_label_output_matches_the_tiles_and_writes_a_tiled_tiff(tmp_pa
         assert iou(labels == k + 1, disc) > 0.8
 
 
+def test_tiled_geojson_without_crs_equals_the_untiled_geojson_when_one_tile_covers_the_image(tmp_path: Path) -> None:
+    image, _ = scene(200, 240, [(60, 70, 30), (150, 120, 35)])
+    tifffile.imwrite(tmp_path / "small.tif", image, photometric="rgb")
+    (tmp_path / "prompts.json").write_text(json.dumps({"small.tif": [{"box": [30, 40, 90, 100]}, {"box": [110, 80, 190, 160]}]}))
+    collections = []
+    for name, flags in (("untiled", []), ("tiled", ["--tile", "256", "--tile-overlap", "0"])):
+        result = CliRunner().invoke(cli, ["segment", str(tmp_path / "small.tif"), "--prompts", str(tmp_path / "prompts.json"),
+                                          "-o", str(tmp_path / name), "--format", "geojson", *flags])
+        assert result.exit_code == 0, result.output
+        collections.append(json.loads((tmp_path / name / "small.geojson").read_text()))
+    untiled, tiled = collections
+    assert len(untiled["features"]) == 2 and "crs" not in tiled
+    assert tiled == untiled
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--tile", "64", "--tile-overlap", "64"], "tile size 64 is not larger than the tile overlap 64: tiles would not advance"),
     (["--tile", "256", "--tile-overlap", "-1"], "tile overlap -1: must not be negative"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -106,27 +106,36 @@ class GeoJsonWriter(_OutlineWriter):
     `predicted_iou`, `stability_score`, `area` (pixels), `bbox` ([x, y, w, h] pixels) and
     `category_id`. The collection names its `image`, `width` and `height`.
 
-    Coordinates are image pixels (x right, y down); `output_coordinates` is the one place that maps
-    them, so a georeferencing writer overrides it alone.
+    Coordinates are image pixels (x right, y down). A writer for other records or coordinates
+    (core.tiling's, for masks kept as crops of a georeferenced image) overrides `record_polygons`,
+    `output_coordinates` and `collection_members` alone.
     """
 
     def done_paths(self, job: ImageJob) -> list[Path]:
         return [self.output_dir / f"{job.stem}.geojson"]
 
-    def output_coordinates(self, job: ImageJob, ring: np.ndarray) -> np.ndarray:
-        """(K, 2) pixel (x, y) of `job`'s image -> the (K, 2) coordinates written: here the pixels."""
+    def record_polygons(self, record: MaskRecord) -> list[Polygon]:
+        """The outline of a record's mask in image pixels, simplified by the tolerance."""
+        return mask_to_polygons(record.mask, self.tolerance)
+
+    def output_coordinates(self, image: Any, ring: np.ndarray) -> np.ndarray:
+        """(K, 2) pixel (x, y) of `image` -> the (K, 2) coordinates written: here the pixels."""
         return ring
 
-    def write(self, job: ImageJob, image: np.ndarray, records: Sequence[MaskRecord]) -> None:
+    def collection_members(self, job: ImageJob, image: np.ndarray) -> dict[str, Any]:
+        """The FeatureCollection's members besides its features: the image's name and size."""
         height, width = image.shape[:2]
+        return {"image": job.key, "width": width, "height": height}
+
+    def write(self, job: ImageJob, image: Any, records: Sequence[Any]) -> None:
         features = []
         for index, record in enumerate(records):
-            polygons = mask_to_polygons(record.mask, self.tolerance)
+            polygons = self.record_polygons(record)
             if not polygons:
                 continue
             features.append({
                 "type": "Feature",
-                "geometry": {"type": "MultiPolygon", "coordinates": [self._rings(job, polygon) for polygon in polygons]},
+                "geometry": {"type": "MultiPolygon", "coordinates": [self._rings(image, polygon) for polygon in polygons]},
                 "properties": {
                     "mask_index": index,
                     "prompt_index": prompt_index(job, index, len(records)),
@@ -137,15 +146,15 @@ class GeoJsonWriter(_OutlineWriter):
                     "category_id": record.category_id,
                 },
             })
-        collection = {"type": "FeatureCollection", "image": job.key, "width": width, "height": height, "features": features}
+        collection = {"type": "FeatureCollection", **self.collection_members(job, image), "features": features}
         with atomic_path(self.done_paths(job)[0]) as tmp:
             tmp.write_text(json.dumps(collection), encoding="utf-8")
 
-    def _rings(self, job: ImageJob, polygon: Polygon) -> list[list[list[float]]]:
+    def _rings(self, image: Any, polygon: Polygon) -> list[list[list[float]]]:
         """A polygon's rings as GeoJSON position lists, each closed by repeating its first position."""
         rings = []
         for ring in polygon:
-            mapped = self.output_coordinates(job, ring)
+            mapped = np.asarray(self.output_coordinates(image, ring), dtype=np.float64)
             rings.append(np.concatenate([mapped, mapped[:1]]).tolist())
         return rings
 

@@ -14,7 +14,7 @@ import glob
 import os
 import time
 from collections import defaultdict
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -313,8 +313,10 @@ class SegmentRun:
         overwrite: bool = False,
         batches: Optional[ImageBatches] = None,
         reader: Callable[[Path], Any] = read_image,
+        write_behind: bool = True,
     ) -> None:
         _check_output_names(jobs, writers)
+        self.write_behind = write_behind
         self.jobs = list(jobs)
         self.segmenter = segmenter
         self.writers = list(writers)
@@ -329,33 +331,68 @@ class SegmentRun:
 
     def run(self, on_image: Optional[Callable[[ImageResult], None]] = None, finish: bool = True) -> SegmentSummary:
         """Segments the pending jobs; an image that fails (InputError) is reported and skipped.
-        `finish=False` leaves joining the outputs of all jobs (COCO results) to a later `finish()`."""
+        `finish=False` leaves joining the outputs of all jobs (COCO results) to a later `finish()`.
+
+        One image's outputs are written on a background thread while the next image is segmented
+        (encoding PNGs costs as much as the model on a GPU); writes stay in job order, one image at a
+        time, and an error in them (a full disk) stops the run as before. `write_behind=False` (the
+        plain version, for comparison) waits for each image's writes before segmenting the next."""
         start = time.perf_counter()
         summary = SegmentSummary(skipped=len(self.done))
-        for job, image_future in self.batches(self.pending, lambda job: _read_job(job, self.reader)):
-            result = ImageResult(job)
-            try:
-                image = image_future.result()
-                records = self.segmenter(image, job.prompts)
-                for writer in self.writers:
-                    writer.write(job, image, records)
-                result.masks = len(records)
-                summary.images += 1
-                summary.prompts += len(job.prompts or ())
-                summary.masks += len(records)
-                if not records:
-                    summary.empty.append(str(job.path))
-            except InputError as error:
-                result.error = str(error)
-                summary.failures.append(result.error)
-            finally:
-                _close(image_future)
-            if on_image is not None:
-                on_image(result)
+        in_flight: Optional[tuple[ImageResult, list[MaskRecord], Future]] = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mask-writer") as writing:
+            for job, image_future in self.batches(self.pending, lambda job: _read_job(job, self.reader)):
+                result, records = ImageResult(job), None
+                try:
+                    records = self.segmenter(image_future.result(), job.prompts)
+                except InputError as error:
+                    result.error = str(error)
+                finally:
+                    if records is None:  # no write will close it
+                        _close(image_future)
+                if in_flight is not None:
+                    self._written(*in_flight, summary, on_image)
+                in_flight = None
+                if records is None:
+                    self._written(result, [], None, summary, on_image)
+                else:
+                    in_flight = (result, records, writing.submit(self._write, job, image_future, records))
+                if in_flight is not None and not self.write_behind:
+                    self._written(*in_flight, summary, on_image)
+                    in_flight = None
+            if in_flight is not None:
+                self._written(*in_flight, summary, on_image)
         if finish:
             self.finish()
         summary.seconds = time.perf_counter() - start
         return summary
+
+    def _write(self, job: ImageJob, image_future: Future, records: list[MaskRecord]) -> None:
+        try:
+            for writer in self.writers:
+                writer.write(job, image_future.result(), records)
+        finally:
+            _close(image_future)
+
+    @staticmethod
+    def _written(result: ImageResult, records: list[MaskRecord], write: Optional[Future], summary: SegmentSummary,
+                 on_image: Optional[Callable[[ImageResult], None]]) -> None:
+        """Waits for one image's writes (re-raising what is not an InputError) and counts the image."""
+        try:
+            if write is not None:
+                write.result()
+                result.masks = len(records)
+                summary.images += 1
+                summary.prompts += len(result.job.prompts or ())
+                summary.masks += len(records)
+                if not records:
+                    summary.empty.append(str(result.job.path))
+        except InputError as error:
+            result.error = str(error)
+        if result.error is not None:
+            summary.failures.append(result.error)
+        if on_image is not None:
+            on_image(result)
 
     def finish(self) -> None:
         """Joins the per-image outputs of every job (COCO results file)."""

@@ -6,7 +6,7 @@ and stitched, segment-everything merged over seams, tiled TIFF label output.
 """
 
 from .degrade import SEAMLESS, degrade_tiled
-from .geojson import GeoJsonWriter, feature_collection
+from .geojson import TiledGeoJsonWriter, mask_polygons
 from .geo import GeoTiffSource, map_prompts_to_pixels, prompts_to_pixels
 from .grid import TileGrid, Window, check_tiling
 from .merge import iou_within, merge_seams
@@ -16,24 +16,24 @@ from .sources import ArraySource, ImageSource, TiffSource, open_source
 from .writers import TiledLabelWriter, tiled_writers, write_label_tiff
 
 __all__ = [
-    "SEAMLESS",
-    "SEAM_IOU",
     "ArraySource",
-    "GeoJsonWriter",
     "GeoTiffSource",
     "ImageSource",
     "PlacedMask",
+    "SEAMLESS",
+    "SEAM_IOU",
     "TiffSource",
     "TileGrid",
     "TiledAutomaticSegmenter",
+    "TiledGeoJsonWriter",
     "TiledLabelWriter",
     "TiledPromptSegmenter",
     "Window",
     "check_tiling",
     "degrade_tiled",
-    "feature_collection",
     "iou_within",
     "map_prompts_to_pixels",
+    "mask_polygons",
     "merge_seams",
     "open_source",
     "prompts_to_pixels",

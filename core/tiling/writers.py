@@ -65,12 +65,12 @@ def tiled_writers(output_dir: str | Path, output_format: str, polygon_tolerance:
     mask's crop; 'png' and 'coco' as in an untiled run (each mask expanded to full size one at a time)."""
     from ..geometry import DEFAULT_TOLERANCE
     from ..inference.mask_writers import make_writers
-    from .geojson import GeoJsonWriter
+    from .geojson import TiledGeoJsonWriter
 
     if output_format == "label":
         return [TiledLabelWriter(Path(output_dir))]
     if output_format == "geojson":
-        return [GeoJsonWriter(Path(output_dir), DEFAULT_TOLERANCE if polygon_tolerance is None else polygon_tolerance)]
+        return [TiledGeoJsonWriter(Path(output_dir), DEFAULT_TOLERANCE if polygon_tolerance is None else polygon_tolerance)]
     if output_format not in ("png", "coco"):
         raise InputError(f"--format {output_format}: not with --tile (png, coco, label or geojson)")
     return make_writers(output_dir, output_format, overlay=False)
