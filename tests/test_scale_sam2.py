@@ -1,6 +1,7 @@
 """SAM 2 checkpoints beyond one image at a time: `segment` on one process, with `--shard 0/2` + `--shard 1/2`
-and with `--gpus 2` (torchrun workers, gloo on CPU) writes the same bytes; `prior` runs SAM 2's generator
-through the predictor; `set_image` of an image of the last `set_image_batch` does not encode it again."""
+and with `--gpus 2` (torchrun workers, gloo on CPU) writes the same bytes, and `eval` over two shards the
+same results; `prior` runs SAM 2's generator through the predictor; `set_image` of an image of the last
+`set_image_batch` does not encode it again."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from core.inference.amg import automatic_mask_generator  # noqa: E402
 from priors.encoding import gray_coded_map, masks_from_records  # noqa: E402
 from priors.generate import PRIOR_GENERATOR_DEFAULTS  # noqa: E402
 from tests.test_sam2 import micro2_checkpoint, micro2_state  # noqa: E402,F401 (fixtures)
-from tests.test_scale import job, outputs, pictures, run, split_runs  # noqa: E402,F401 (fixtures and helpers)
+from tests.test_scale import eval_data, job, outputs, pictures, run, split_runs  # noqa: E402,F401 (fixtures and helpers)
 
 BOX = np.array([4.0, 6.0, 40.0, 30.0])
 PRIOR_SETTINGS = {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
@@ -30,6 +31,21 @@ def test_segment_on_sam2_does_not_depend_on_the_split(job, micro2_checkpoint, on
     assert sum(name.endswith(".png") for name in expected) == 6  # one mask per prompt
     assert outputs(runs["shards"]) == expected
     assert outputs(runs["gpus"]) == expected
+
+
+def test_eval_on_sam2_does_not_depend_on_the_split(eval_data, micro2_checkpoint, tmp_path, one_thread) -> None:
+    def evaluate(out: Path, *args: str):
+        return run("eval", "--data", str(eval_data), "--model", f"r2={micro2_checkpoint}", "--model", f"s2={micro2_checkpoint}:sam",
+                   "--prompt", "box", "--limit", "2", "--device", "cpu", "--out", str(out), *args)
+
+    single = evaluate(tmp_path / "one")
+    assert single.exit_code == 0, single.output
+    for shard in ("0/2", "1/2"):
+        part = evaluate(tmp_path / "shards", "--shard", shard)
+        assert part.exit_code == 0, part.output
+    expected = (tmp_path / "one" / "results.json").read_text()
+    assert '"r2"' in expected and '"s2"' in expected
+    assert (tmp_path / "shards" / "results.json").read_text() == expected
 
 
 def test_prior_on_sam2_runs_sam2s_generator_through_the_predictor(pictures, micro2_checkpoint, tmp_path, one_thread) -> None:
