@@ -5,8 +5,9 @@ For each model type, rounds interleave the three predictors so that they share t
 round times one `set_image` of a 768x1024 image and one `predict` of --prompts boxes on it. Printed: the
 median seconds, and the ratios robust / SAM 2 path (the robust modules' cost; target <= 1.15) and SAM 2
 path / SAM2ImagePredictor (ours against sam2's). `--parts` also times the robust path's own pieces (the
-image feature, the mask-feature AMFG of the prompts); `--profile` prints the top operators of one robust
-set_image + predict.
+image feature, the mask-feature AMFG of the prompts; under bf16/fp16 also the image feature on inputs in
+that precision or on a contiguous early feature, and the AMFG on float32 input); `--profile` prints the top
+operators of one robust set_image + predict.
 
 Run: python3 benchmarks/bench_sam2.py [--model-types sam2.1_hiera_t,sam2.1_hiera_b+] [--size 1024]
                                       [--device cpu] [--precision fp32|bf16|fp16] [--rounds 3] [--prompts 16]
